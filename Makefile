@@ -1,0 +1,70 @@
+# ZartsAlgo Ops — the two commands that matter are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# Find a Python >= 3.12 (Django 6 needs it): $PYTHON if given, then python3.13/3.12 on PATH,
+# then pyenv's versions, then plain python3. Stops with a clear message if none qualifies.
+define FIND_PYTHON
+for c in $${PYTHON:-} python3.13 python3.12 \
+         $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV) \
+         /usr/local/bin/python3.12 /usr/bin/python3.12 python3; do \
+  [ -n "$$c" ] || continue; \
+  if command -v "$$c" >/dev/null 2>&1 && "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+    command -v "$$c"; exit 0; fi; \
+done; exit 1
+endef
+
+.PHONY: help
+help:
+	@echo "make run     set up .venv, migrate SQLite, load demo data, serve on http://$(HOST):$(PORT)/"
+	@echo "make test    run the whole test suite (uses DATABASE_URL / REDIS_URL when set)"
+	@echo "make lint    ruff check + format check + makemigrations --check"
+	@echo "make worker / make beat   Celery processes (need REDIS_URL)"
+
+$(VENV)/.installed: pyproject.toml
+	@py=$$($(FIND_PYTHON)) || { echo "ERROR: Python >= 3.12 is required (Django 6). Install it (e.g. 'pyenv install 3.12') or set PYTHON=/path/to/python3.12." >&2; exit 1; }; \
+	echo "Using $$py ($$($$py --version))"; \
+	[ -x $(PY) ] && $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || { rm -rf $(VENV); $$py -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+.PHONY: install
+install: $(VENV)/.installed
+
+.PHONY: run
+run: install
+	DEBUG=1 $(PY) manage.py migrate --noinput
+	DEBUG=1 $(PY) manage.py seed_demo
+	DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
+
+.PHONY: test
+test: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+.PHONY: worker
+worker: install
+	$(VENV)/bin/celery -A zartsalgo worker -Q ingest,workflows,outbound,default --loglevel INFO
+
+.PHONY: beat
+beat: install
+	$(VENV)/bin/celery -A zartsalgo beat --loglevel INFO --schedule var/celerybeat-schedule
+
+.PHONY: bench
+bench: install
+	$(PY) bench/run.py
+
+.PHONY: clean
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""Role definitions in code: the single source of what each group may do.
+
+- Engineers are superusers (they run commands and migrations; no group needed).
+- Data ops staff are `is_staff` users in the "Data ops" group, which has exactly the
+  permissions below — no deletes of leads or log rows, because traceability depends on them.
+- Client portal users are not staff; they reach only the portal, scoped to the one client of
+  their `portal.ClientUser` link.
+"""
+
+from django.apps import apps as django_apps
+from django.contrib.auth.management import create_permissions
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
+DATA_OPS_GROUP = "Data ops"
+
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    DATA_OPS_GROUP: (
+        # Owner pickers and "my leads" need to list staff users.
+        "auth.view_user",
+        # Client settings that data ops own: quiet hours, markets, service catalog, status.
+        "leads.view_client",
+        "leads.change_client",
+        "leads.view_lead",
+        "leads.add_lead",
+        "leads.change_lead",
+        "leads.view_activity",
+        "leads.add_activity",
+        "leads.view_consent",
+        "adminops.view_adminaction",
+        "portal.view_clientuser",
+    ),
+}
+
+
+def _permission(dotted: str) -> Permission:
+    app_label, codename = dotted.split(".", 1)
+    return Permission.objects.get(content_type__app_label=app_label, codename=codename)
+
+
+@transaction.atomic
+def roles_sync() -> dict[str, int]:
+    """Create each role group and set its permissions to exactly the declared list."""
+    result = {}
+    for name, dotted_perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.set([_permission(p) for p in dotted_perms])
+        result[name] = len(dotted_perms)
+    return result
+
+
+def sync_roles_after_migrate(sender, using="default", verbosity=1, **kwargs) -> None:
+    # Permissions are created per app after that app migrates; make sure every app's exist
+    # before assigning them, whichever order the apps finished in.
+    for app_config in django_apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=using)
+    roles_sync()

@@ -1,0 +1,383 @@
+"""Staff admin for clients and leads. Thin: every change goes through leads.services."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from adminops.models import AdminAction
+from zartsalgo.admin_tools import FastListAdminMixin
+from zartsalgo.errors import ApplicationError
+
+from . import services
+from .models import Activity, Client, Consent, Lead
+from .selectors import lead_search_q
+
+
+@admin.register(Client)
+class ClientAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "status", "time_zone", "quiet_hours_start", "quiet_hours_end", "joined_on")
+    list_filter = ("status",)
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "status", "joined_on")}),
+        ("Messaging", {"fields": ("time_zone", "phone_region", "quiet_hours_start", "quiet_hours_end")}),
+        ("Coverage", {"fields": ("markets", "service_catalog")}),
+    )
+
+    def save_model(self, request, obj, form, change):
+        services.client_save(client=obj, changed_fields=form.changed_data, actor=request.user, created=not change)
+
+
+class MarketFilter(admin.SimpleListFilter):
+    """Markets come from the clients' configured lists, not a DISTINCT over every lead."""
+
+    title = "market"
+    parameter_name = "market"
+
+    def lookups(self, request, model_admin):
+        names = sorted({m for markets in Client.objects.values_list("markets", flat=True) for m in markets or []})
+        return [(n, n) for n in names] + [("__none__", "(none)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "__none__":
+            return queryset.filter(market="")
+        return queryset.filter(market=self.value()) if self.value() else queryset
+
+
+class OwnerFilter(admin.SimpleListFilter):
+    title = "owner"
+    parameter_name = "owner"
+
+    def lookups(self, request, model_admin):
+        staff = get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")
+        return [("me", "Me"), ("none", "Unassigned")] + [(str(u.pk), u.get_username()) for u in staff]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "me":
+            return queryset.filter(owner=request.user)
+        if value == "none":
+            return queryset.filter(owner__isnull=True)
+        return queryset.filter(owner_id=value) if value and value.isdigit() else queryset
+
+
+class ActivityInline(admin.TabularInline):
+    """The lead's timeline. Read-only: provider-made and staff-made entries are history."""
+
+    model = Activity
+    extra = 0
+    can_delete = False
+    ordering = ("-occurred_at", "-id")
+    fields = (
+        "occurred_at",
+        "kind",
+        "summary",
+        "body_preview",
+        "provider",
+        "provider_id",
+        "delivery_status",
+        "is_internal",
+        "actor_label",
+    )
+    readonly_fields = fields
+    verbose_name_plural = "Timeline (newest first)"
+
+    @admin.display(description="body")
+    def body_preview(self, obj):
+        return (obj.body[:140] + "…") if len(obj.body) > 140 else obj.body
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ConsentInline(admin.TabularInline):
+    model = Consent
+    extra = 0
+    can_delete = False
+    fields = ("channel", "state", "changed_at", "evidence")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ActionInline(admin.TabularInline):
+    model = AdminAction
+    fk_name = "lead"
+    extra = 0
+    can_delete = False
+    ordering = ("-created_at", "-id")
+    fields = ("created_at", "verb", "actor_label", "state", "summary")
+    readonly_fields = fields
+    verbose_name_plural = "Action log"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class LeadAdminForm(forms.ModelForm):
+    add_note = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Internal note added to the timeline."
+    )
+
+    class Meta:
+        model = Lead
+        fields = ("client", "status", "lost_reason", *services.STAFF_EDITABLE_FIELDS)
+
+    def clean(self):
+        cleaned = super().clean()
+        client = cleaned.get("client") or getattr(self.instance, "client", None)
+        if client is None:
+            return cleaned
+        if {"phone_raw", "email_raw"} & set(self.changed_data) or not self.instance.pk:
+            for field, error in services.lead_contact_conflicts(
+                lead=self.instance if self.instance.pk else None,
+                client=client,
+                phone=cleaned.get("phone_raw", ""),
+                email=cleaned.get("email_raw", ""),
+            ).items():
+                if self.instance.pk:  # a new lead with a known contact simply merges
+                    self.add_error(field, error)
+        status, lost_reason = cleaned.get("status"), cleaned.get("lost_reason", "")
+        if self.instance.pk and status and status != self.instance.status:
+            allowed = services.STATUS_TRANSITIONS[self.instance.status]
+            if status not in allowed:
+                self.add_error("status", f"A {self.instance.status} lead can move to: {', '.join(sorted(allowed))}.")
+        if status == Lead.Status.LOST and not lost_reason:
+            self.add_error("lost_reason", "Choose why the lead was lost.")
+        if status != Lead.Status.LOST and lost_reason:
+            cleaned["lost_reason"] = ""
+        return cleaned
+
+
+@admin.register(Lead)
+class LeadAdmin(FastListAdminMixin, admin.ModelAdmin):
+    form = LeadAdminForm
+    list_display = (
+        "__str__",
+        "client",
+        "phone_display",
+        "email_normalized",
+        "source",
+        "status",
+        "market",
+        "urgency",
+        "owner",
+        "created_at",
+        "dq",
+    )
+    list_display_links = ("__str__",)
+    list_filter = ("client", "status", "source", MarketFilter, "urgency", OwnerFilter, "has_data_quality_issues")
+    list_select_related = ("client", "owner")
+    # Only columns with an index behind them can be sorted.
+    sortable_by = ("created_at", "status", "source", "urgency")
+    search_fields = ("full_name",)  # shows the box; the actual lookup is lead_search_q below
+    search_help_text = "Name (starts with), phone in any format, or email."
+    date_hierarchy = "created_at"
+    autocomplete_fields = ("client", "owner")
+    ordering = ("-created_at", "-id")
+    inlines = (ConsentInline, ActivityInline, ActionInline)
+    actions = ("assign_to_me",)
+    readonly_fields = (
+        "phone_e164",
+        "email_normalized",
+        "captured_at",
+        "first_response_at",
+        "first_response_seconds",
+        "last_activity_at",
+        "status_changed_at",
+        "quality_flags",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "client",
+                    ("first_name", "last_name"),
+                    ("status", "lost_reason"),
+                    "owner",
+                    ("next_action", "next_action_due"),
+                    "add_note",
+                )
+            },
+        ),
+        (
+            "Contact",
+            {
+                "fields": (
+                    ("phone_raw", "phone_e164"),
+                    ("email_raw", "email_normalized"),
+                    ("city", "state_region", "postal_code"),
+                    "contact_method",
+                )
+            },
+        ),
+        ("Lead fields", {"fields": (("source", "source_detail"), ("service_type", "market", "urgency"))}),
+        (
+            "Attribution",
+            {
+                "classes": ("collapse",),
+                "fields": (
+                    ("utm_source", "utm_medium", "utm_campaign"),
+                    ("utm_term", "utm_content"),
+                    ("gclid", "fbclid", "msclkid"),
+                    "tracking_number",
+                    "landing_page",
+                    "referrer",
+                ),
+            },
+        ),
+        (
+            "Timing and quality",
+            {
+                "fields": (
+                    ("captured_at", "first_response_at", "first_response_seconds"),
+                    ("last_activity_at", "status_changed_at"),
+                    "quality_flags",
+                    ("created_at", "updated_at"),
+                )
+            },
+        ),
+    )
+
+    @admin.display(description="phone", ordering=None)
+    def phone_display(self, obj):
+        return obj.phone_e164 or (
+            format_html('<span title="unreadable">⚠ {}</span>', obj.phone_raw) if obj.phone_raw else ""
+        )
+
+    @admin.display(description="DQ", boolean=True)
+    def dq(self, obj):
+        return not obj.has_data_quality_issues
+
+    @admin.display(description="data-quality flags")
+    def quality_flags(self, obj):
+        if not obj.data_quality_flags:
+            return "None"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li><strong>{}</strong>: {} <code>{}</code></li>",
+                ((f.get("field"), f.get("reason"), f.get("value", "")) for f in obj.data_quality_flags),
+            ),
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        q = lead_search_q(search_term)
+        if q is None:
+            return queryset, False
+        return queryset.filter(q), False
+
+    def has_delete_permission(self, request, obj=None):
+        # Leads are the anchor of traceability; only engineers may delete (e.g. a privacy purge).
+        return request.user.is_superuser
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        note = data.get("add_note", "")
+        try:
+            if not change:
+                editable = {k: data.get(k) for k in services.STAFF_EDITABLE_FIELDS if data.get(k) not in (None, "")}
+                result = services.lead_create_manual(client=data["client"], data=editable, actor=request.user)
+                lead = result.lead
+                if data.get("status") and data["status"] != lead.status:
+                    services.lead_set_status(
+                        lead=lead, status=data["status"], lost_reason=data.get("lost_reason", ""), actor=request.user
+                    )
+                if note:
+                    services.note_add(lead=lead, body=note, actor=request.user)
+                if not result.created:
+                    messages.warning(
+                        request, f"This person already existed as lead #{lead.pk}; the new details were merged into it."
+                    )
+                obj.pk, obj._state.adding = lead.pk, False
+                return
+            changed = {k: data[k] for k in form.changed_data if k in services.STAFF_EDITABLE_FIELDS}
+            services.lead_update(
+                lead=obj,
+                data=changed,
+                actor=request.user,
+                status=data.get("status"),
+                lost_reason=data.get("lost_reason", ""),
+                note=note,
+            )
+        except ApplicationError as exc:
+            messages.error(request, f"{exc.message} {exc.extra or ''}")
+
+    @admin.action(description="Assign selected leads to me")
+    def assign_to_me(self, request, queryset):
+        for lead in queryset[:500]:
+            services.lead_update(lead=lead, data={"owner": request.user}, actor=request.user)
+        self.message_user(request, f"Assigned {min(queryset.count(), 500)} lead(s) to you.")
+
+
+@admin.register(Activity)
+class ActivityAdmin(FastListAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "occurred_at",
+        "kind",
+        "lead_link",
+        "client",
+        "summary",
+        "provider",
+        "provider_id",
+        "delivery_status",
+        "is_internal",
+    )
+    list_filter = ("kind", "client", "is_internal")
+    list_select_related = ("lead", "client")
+    search_fields = ("=provider_id",)
+    search_help_text = "Exact provider id (MessageSid, CallSid…)."
+    date_hierarchy = "occurred_at"
+    sortable_by = ("occurred_at",)
+    ordering = ("-occurred_at", "-id")
+    readonly_fields = [f.name for f in Activity._meta.fields]
+
+    @admin.display(description="lead")
+    def lead_link(self, obj):
+        return format_html('<a href="{}">{}</a>', reverse("admin:leads_lead_change", args=[obj.lead_id]), obj.lead)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # Timeline entries are history: provider-made ones came from a provider, staff notes
+        # are added from the lead page. Nobody edits them afterwards.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Consent)
+class ConsentAdmin(admin.ModelAdmin):
+    list_display = ("lead", "channel", "state", "changed_at", "evidence")
+    list_filter = ("channel", "state")
+    list_select_related = ("lead",)
+    autocomplete_fields = ("lead",)
+    readonly_fields = ("lead", "channel", "state", "changed_at", "evidence", "source_activity")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,16 @@
+"""The one way to enqueue background work: after the surrounding transaction commits."""
+
+from functools import partial
+
+from celery import Task
+from django.db import transaction
+
+
+def enqueue_on_commit(task: Task, *args, **kwargs) -> None:
+    """Send `task` with ids (never model instances) once the current transaction commits.
+
+    Enqueueing before commit lets a fast worker look for rows that are not visible yet, or act
+    on a transaction that later rolls back. Outside a transaction Django runs the callback
+    immediately. In the embedded mode (no Redis) the task then runs in-process.
+    """
+    transaction.on_commit(partial(task.apply_async, args=args, kwargs=kwargs), robust=False)
