@@ -30,15 +30,37 @@ def test_production_configuration_passes_check_deploy():
         ENVIRONMENT="production",
         SECRET_KEY="x7!" + "k" * 30 + "Q9#mZ2$vP8&wR4^tY6*uI0(oL3)eA5",
         ALLOWED_HOSTS="ops.zartsalgo.example",
+        REDIS_URL="redis://127.0.0.1:6379/0",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
 
 def test_production_refuses_the_development_key():
-    result = _manage("check", ENVIRONMENT="production", ALLOWED_HOSTS="ops.zartsalgo.example")
+    result = _manage(
+        "check", ENVIRONMENT="production", ALLOWED_HOSTS="ops.zartsalgo.example", REDIS_URL="redis://127.0.0.1:6379/0"
+    )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_to_fall_back_to_embedded_backends():
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={
+            **env,
+            "ENVIRONMENT": "production",
+            "SECRET_KEY": "k" * 60,
+            "ALLOWED_HOSTS": "x.example",
+            "DATABASE_URL": "sqlite:////tmp/x.sqlite3",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "REDIS_URL" in result.stderr
 
 
 EMBEDDED_PROBE = """

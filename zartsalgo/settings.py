@@ -87,6 +87,12 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
+# Production never falls back to the embedded defaults: a missing URL is a startup error, not a
+# silent SQLite file or in-process task execution.
+if IS_PRODUCTION:
+    for _required in ("DATABASE_URL", "REDIS_URL"):
+        if not env.str(_required, default=""):
+            raise ImproperlyConfigured(f"ENVIRONMENT=production needs {_required}")
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'zartsalgo.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(exist_ok=True)
