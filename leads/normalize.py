@@ -117,12 +117,15 @@ def normalize_source(raw: str) -> tuple[str, Flag | None]:
     return LeadSource.OTHER, Flag("source", "source_unknown", "Source not recognised", raw)
 
 
-_URGENCY_WORDS = {
-    Urgency.EMERGENCY: ("emergency", "asap", "urgent", "flood", "burst", "leak now", "no heat", "no ac", "24 7"),
-    Urgency.HIGH: ("high", "soon", "today", "this week"),
-    Urgency.LOW: ("low", "flexible", "no rush", "next month", "just looking", "planning"),
-    Urgency.NORMAL: ("normal", "medium", "standard"),
-}
+# Checked in this order, as whole words: a negated urgency ("not urgent", "nothing urgent")
+# is low before "urgent" can make it an emergency, and "no ac" never matches inside "no access".
+_URGENCY_PATTERNS = (
+    (Urgency.LOW, r"(not|no|nothing|isn t|is not)( an?| too| very| that| really)? (urgent|emergency|rush)"),
+    (Urgency.LOW, r"low|flexible|next month|just looking|planning|whenever"),
+    (Urgency.EMERGENCY, r"emergency|asap|urgent|urgently|flood(ing|ed)?|burst|leak now|no heat|no ac|24 7"),
+    (Urgency.HIGH, r"high|soon|today|this week"),
+    (Urgency.NORMAL, r"normal|medium|standard"),
+)
 URGENCY_RANK = {Urgency.LOW: 0, Urgency.NORMAL: 1, Urgency.HIGH: 2, Urgency.EMERGENCY: 3}
 
 
@@ -130,8 +133,8 @@ def normalize_urgency(raw: str) -> str | None:
     key = _key(raw)
     if not key:
         return None
-    for urgency, words in _URGENCY_WORDS.items():
-        if key == urgency or any(w in key for w in words):
+    for urgency, pattern in _URGENCY_PATTERNS:
+        if re.search(rf"\b({pattern})\b", key):
             return urgency
     return None
 
@@ -156,9 +159,10 @@ def match_catalog(raw: str, catalog: list[str], field: str) -> tuple[str, Flag |
     cleaned = _SPACES.sub(" ", (raw or "").strip())[:100]
     if not cleaned:
         return "", None
-    key = _key(cleaned)
+    # Compared without spaces so "A/C repair" (→ "a c repair") matches "AC repair".
+    key = _key(cleaned).replace(" ", "")
     for entry in catalog or []:
-        if _key(entry) == key:
+        if _key(entry).replace(" ", "") == key:
             return entry, None
     if catalog:
         return cleaned, Flag(

@@ -261,7 +261,10 @@ def _lead_merge(*, lead, other, values, flags, signal, occurred_at, actor) -> Le
     if values["source"] != lead.source:
         conflicts["source"] = {"kept": lead.source, "received": values["source"]}
 
-    new_flags = [f for f in flags if f.field not in filled and f.field not in cleared]
+    # A flag about the signal's value matters only if the lead took that value: a rejected
+    # "Gas line" must not flag a lead that keeps "Drain cleaning", and an adopted one must.
+    adopted = {name.split("_")[0] if name.startswith(("phone", "email")) else name for name in filled}
+    new_flags = [f for f in flags if f.field in adopted and f.field not in cleared]
     if other is not None:
         new_flags.append(
             norm.Flag("email", "possible_duplicate", f"Email also belongs to lead #{other.pk}", values["email_raw"])
@@ -425,7 +428,13 @@ def _after_activity(*, lead: Lead, activity: Activity, actor: Actor) -> None:
     if changed:
         lead.save(update_fields=[*changed, "updated_at"])
     if activity.kind in Activity.OUTBOUND_RESPONSE_KINDS and lead.status == Lead.Status.NEW:
-        lead_set_status(lead=lead, status=Lead.Status.CONTACTED, actor=actor, reason="First response sent")
+        lead_set_status(
+            lead=lead,
+            status=Lead.Status.CONTACTED,
+            actor=actor,
+            reason="First response sent",
+            occurred_at=activity.occurred_at,
+        )
 
 
 def note_add(*, lead: Lead, body: str, actor: Actor) -> Activity:
@@ -449,19 +458,32 @@ STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-def lead_set_status(*, lead: Lead, status: str, actor: Actor, lost_reason: str = "", reason: str = "") -> Lead:
-    if status == lead.status:
-        return lead
-    if status not in STATUS_TRANSITIONS.get(lead.status, ()):
-        raise InvalidTransition(
-            f"A {lead.get_status_display().lower()} lead cannot move to {status}.",
-            {"from": lead.status, "to": status, "allowed": sorted(STATUS_TRANSITIONS[lead.status])},
-        )
+def lead_set_status(
+    *,
+    lead: Lead,
+    status: str,
+    actor: Actor,
+    lost_reason: str = "",
+    reason: str = "",
+    occurred_at: datetime.datetime | None = None,
+) -> Lead:
+    """Move a lead along the pipeline, validated against the row as the database has it
+    (locked), not the caller's copy, which may be stale. `occurred_at` backdates the change
+    for replays and imports."""
     if status == Lead.Status.LOST and lost_reason not in Lead.LostReason.values:
         raise ApplicationError("A lost lead needs a lost reason.", {"lost_reason": lost_reason})
-    previous = lead.status
-    now = timezone.now()
+    now = occurred_at or timezone.now()
     with transaction.atomic():
+        current = Lead.objects.select_for_update().get(pk=lead.pk)
+        previous = current.status
+        if status == previous:
+            lead.status, lead.lost_reason = current.status, current.lost_reason
+            return lead
+        if status not in STATUS_TRANSITIONS.get(previous, ()):
+            raise InvalidTransition(
+                f"A {current.get_status_display().lower()} lead cannot move to {status}.",
+                {"from": previous, "to": status, "allowed": sorted(STATUS_TRANSITIONS[previous])},
+            )
         lead.status = status
         lead.lost_reason = lost_reason if status == Lead.Status.LOST else ""
         lead.status_changed_at = now

@@ -75,10 +75,15 @@ def test_unknown_source_is_other_with_flag():
     [
         ("ASAP!!", "emergency"),
         ("burst pipe", "emergency"),
+        ("no AC in the house", "emergency"),
         ("this week", "high"),
         ("no rush", "low"),
+        ("not urgent", "low"),
+        ("nothing urgent", "low"),
+        ("Not an emergency, just a drip", "low"),
+        ("no access to the attic", None),
         ("", None),
-        ("whenever?", None),
+        ("hmm?", None),
     ],
 )
 def test_urgency(raw, expected):
@@ -95,5 +100,6 @@ def test_names():
 def test_catalog_match_uses_catalog_spelling_and_flags_unknown():
     catalog = ["Drain cleaning", "Water heater"]
     assert norm.match_catalog("WATER-HEATER", catalog, "service_type") == ("Water heater", None)
+    assert norm.match_catalog("A/C Repair", ["AC repair"], "service_type") == ("AC repair", None)
     value, flag = norm.match_catalog("pool repair", catalog, "service_type")
     assert value == "pool repair" and flag.code == "service_type_not_in_catalog"

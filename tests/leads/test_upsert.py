@@ -7,8 +7,9 @@ from django.utils import timezone
 
 from adminops.models import AdminAction
 from leads.models import Activity, Consent, Lead
-from leads.services import LeadSignal, consent_set, lead_upsert
+from leads.services import LeadSignal, activity_record, consent_set, lead_set_status, lead_upsert
 from tests import factories
+from zartsalgo.errors import InvalidTransition
 
 pytestmark = pytest.mark.django_db
 
@@ -190,3 +191,58 @@ def test_concurrent_upserts_of_one_person_make_one_lead():
     assert Lead.objects.filter(client=client).count() == 1
     lead = Lead.objects.get(client=client)
     assert lead.activities.count() == 4  # one capture + three merges: no signal lost
+
+
+def test_merge_flags_only_values_the_lead_took(acme):
+    # Lead keeps its catalog service: a rejected off-catalog value must not flag it.
+    kept = upsert(acme, phone="5125550143", service_type="drain cleaning").lead
+    upsert(acme, phone="5125550143", service_type="Gas line", source="sms")
+    kept.refresh_from_db()
+    assert kept.service_type == "Drain cleaning"
+    assert not any(f["field"] == "service_type" for f in kept.data_quality_flags)
+    # Lead had no service: the off-catalog value is adopted and flagged like on a new lead.
+    filled = upsert(acme, phone="5125550144", source="missed call").lead
+    upsert(acme, phone="5125550144", service_type="Gas line", market="Narnia")
+    filled.refresh_from_db()
+    assert filled.service_type == "Gas line" and filled.market == "Narnia"
+    codes = {f["code"] for f in filled.data_quality_flags}
+    assert {"service_type_not_in_catalog", "market_not_in_catalog"} <= codes
+
+
+def test_status_change_is_checked_against_the_database_not_a_stale_copy(acme):
+    stale = upsert(acme, phone="5125550143").lead
+    fresh = Lead.objects.get(pk=stale.pk)
+    lead_set_status(lead=fresh, status="booked", actor="system:test")
+    with pytest.raises(InvalidTransition):
+        lead_set_status(lead=stale, status="quoted", actor="system:test")  # booked → quoted is not allowed
+    assert Lead.objects.get(pk=stale.pk).status == "booked"
+
+
+def test_first_response_sets_response_time_and_backdated_contacted_status(acme):
+    captured = timezone.now() - datetime.timedelta(hours=3)
+    lead = upsert(acme, phone="5125550143", occurred_at=captured).lead
+    replied = captured + datetime.timedelta(minutes=7)
+    activity_record(
+        lead=lead,
+        kind="sms_outbound",
+        summary="Thanks, we'll call",
+        actor="system:test",
+        occurred_at=replied,
+        provider="twilio",
+        provider_id="SM1",
+    )
+    # The same provider message recorded again adds nothing.
+    _, created = activity_record(
+        lead=lead,
+        kind="sms_outbound",
+        summary="dup",
+        actor="system:test",
+        occurred_at=replied,
+        provider="twilio",
+        provider_id="SM1",
+    )
+    lead.refresh_from_db()
+    assert not created
+    assert lead.first_response_seconds == 7 * 60 and lead.first_response_at == replied
+    assert lead.status == "contacted" and lead.status_changed_at == replied
+    assert lead.activities.filter(kind="sms_outbound").count() == 1
