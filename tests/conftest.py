@@ -53,7 +53,7 @@ def _celery_in_process(request):
 
 
 @pytest.fixture
-def celery_worker(transactional_db):
+def celery_worker(transactional_db, tmp_path):
     """A real Celery worker process on the real broker, reading the test database."""
     db = connection.settings_dict
     database_url = (
@@ -62,7 +62,7 @@ def celery_worker(transactional_db):
     name = f"pytest-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": settings.REDIS_URL}
     env["CELERY_KEY_PREFIX"] = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
-    log = open(ROOT / "var" / f"{name}.log", "w+")  # noqa: SIM115 - closed at teardown
+    log = open(tmp_path / f"{name}.log", "w+")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         [
             sys.executable,
