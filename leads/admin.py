@@ -175,20 +175,24 @@ class LeadAdmin(FastListAdminMixin, admin.ModelAdmin):
         "market",
         "urgency",
         "owner",
-        "created_at",
+        "captured_at",
         "dq",
     )
     list_display_links = ("__str__",)
     list_filter = ("client", "status", "source", MarketFilter, "urgency", OwnerFilter, "has_data_quality_issues")
     list_select_related = ("client", "owner")
     # Only columns with an index behind them can be sorted.
-    sortable_by = ("created_at", "status", "source", "urgency")
+    sortable_by = ("captured_at", "status", "source", "urgency")
     search_fields = ("full_name",)  # shows the box; the actual lookup is lead_search_q below
     search_help_text = "Name (starts with), phone in any format, or email."
-    date_hierarchy = "created_at"
+    date_hierarchy = "captured_at"
     autocomplete_fields = ("client", "owner")
-    ordering = ("-created_at", "-id")
+    ordering = ("-captured_at", "-id")
     inlines = (ConsentInline, ActivityInline, ActionInline)
+
+    class Media:
+        css = {"all": ("admin/zartsalgo.css",)}
+
     actions = ("assign_to_me",)
     readonly_fields = (
         "phone_e164",

@@ -177,7 +177,7 @@ class Lead(TimeStampedModel):
     has_data_quality_issues = models.BooleanField(default=False, editable=False)
 
     class Meta:
-        ordering = ("-created_at", "-id")
+        ordering = ("-captured_at", "-id")
         constraints = [
             # Dedupe is enforced by the database, per client: two concurrent deliveries for
             # the same person cannot both create a lead.
@@ -193,16 +193,18 @@ class Lead(TimeStampedModel):
             ),
         ]
         # Every admin filter and sort has an index that starts with it and ends with the
-        # default sort, so a filtered page is an index range read, not a table scan.
+        # default sort (captured_at: when the lead came in, which an import may backdate), so a
+        # filtered page is an index range read, not a table scan.
         indexes = [
-            models.Index(fields=["client", "-created_at"], name="lead_client_created_idx"),
-            models.Index(fields=["status", "-created_at"], name="lead_status_created_idx"),
-            models.Index(fields=["source", "-created_at"], name="lead_source_created_idx"),
-            models.Index(fields=["market", "-created_at"], name="lead_market_created_idx"),
-            models.Index(fields=["urgency", "-created_at"], name="lead_urgency_created_idx"),
-            models.Index(fields=["owner", "-created_at"], name="lead_owner_created_idx"),
-            models.Index(fields=["has_data_quality_issues", "-created_at"], name="lead_dq_created_idx"),
-            models.Index(fields=["client", "status", "-created_at"], name="lead_client_status_idx"),
+            models.Index(fields=["client", "-captured_at"], name="lead_client_captured_idx"),
+            models.Index(fields=["status", "-captured_at"], name="lead_status_captured_idx"),
+            models.Index(fields=["source", "-captured_at"], name="lead_source_captured_idx"),
+            models.Index(fields=["market", "-captured_at"], name="lead_market_captured_idx"),
+            models.Index(fields=["urgency", "-captured_at"], name="lead_urgency_captured_idx"),
+            models.Index(fields=["owner", "-captured_at"], name="lead_owner_captured_idx"),
+            models.Index(fields=["has_data_quality_issues", "-captured_at"], name="lead_dq_captured_idx"),
+            models.Index(fields=["client", "status", "-captured_at"], name="lead_client_status_idx"),
+            models.Index(fields=["-captured_at"], name="lead_captured_idx"),
             models.Index(fields=["phone_e164"], name="lead_phone_idx"),
             models.Index(fields=["email_normalized"], name="lead_email_idx"),
             models.Index(fields=["full_name"], name="lead_full_name_idx"),
