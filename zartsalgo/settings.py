@@ -155,6 +155,8 @@ CELERY_TASK_ROUTES = {
 # The beat schedule lives in code (django-celery-beat does not support this Django).
 CELERY_BEAT_SCHEDULE = {
     "beat-heartbeat": {"task": "adminops.tasks.beat_heartbeat", "schedule": 30.0},
+    "sweep-raw-events": {"task": "integrations.tasks.sweep_raw_events", "schedule": 30.0},
+    "flag-stale-connections": {"task": "integrations.tasks.flag_stale_connections", "schedule": crontab(minute="*/10")},
     "sweep-stale-intended-actions": {
         "task": "adminops.tasks.sweep_stale_intended_actions",
         "schedule": crontab(minute="*/5"),
@@ -210,6 +212,22 @@ DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="US")
 ADMIN_ACTION_UNKNOWN_AFTER_SECONDS = env.int("ADMIN_ACTION_UNKNOWN_AFTER_SECONDS", default=15 * 60)
 # Admin list pages count at most this many rows; past it they say "N+" (no full COUNT(*)).
 ADMIN_COUNT_CAP = env.int("ADMIN_COUNT_CAP", default=10_000)
+
+# --- Integrations ------------------------------------------------------------------------------
+# Who reacts to a normalized event, in this order. Explicit on purpose (no signals): leads first
+# (it upserts the lead the later consumers act on); the workflow engine appends itself here.
+INTEGRATIONS_EVENT_CONSUMERS = [
+    "leads.consumers.apply_event",
+]
+# Seconds before retry 1, 2, … of a failed raw event (±20% jitter); after the last, it is dead.
+INTEGRATIONS_RETRY_SCHEDULE = env.list("INTEGRATIONS_RETRY_SCHEDULE", cast=int, default=[30, 120, 600, 3600, 21600])
+# A raw event still `received` after this long lost its Celery message: the sweeper re-enqueues it.
+INTEGRATIONS_STUCK_AFTER_SECONDS = env.int("INTEGRATIONS_STUCK_AFTER_SECONDS", default=60)
+# Largest webhook body accepted (413 above it).
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# Absolute base URL providers call (for Twilio's signature and the URLs shown to staff);
+# empty means "as the request arrived".
+WEBHOOK_PUBLIC_BASE_URL = env.str("WEBHOOK_PUBLIC_BASE_URL", default="")
 
 # --- Security: everything `check --deploy` asks for, on in production ----------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,0 +1,589 @@
+"""The receiving pipeline: durable receipt → raw event → normalize → ordered consumers.
+
+Rules (docs/webhooks.md): the receipt and raw events commit before the 2xx; duplicates are
+settled by the UNIQUE key, not by a read; processing runs after commit, holds a row lock on the
+raw event and writes everything it produces in one transaction, so a failure leaves nothing
+half-written and the retry starts clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from adminops.services import action_record
+from zartsalgo.events import BusinessEvent
+from zartsalgo.tasks import enqueue_on_commit
+
+from .models import Connection, CredentialMissing, NormalizedEvent, RawEvent, SyncError, WebhookEvent
+from .providers import get_adapter
+from .providers.base import (
+    InboundRequest,
+    MalformedPayload,
+    ParsedEvent,
+    SignatureInvalid,
+    UnsupportedContentType,
+    WebhookError,
+    body_sha256,
+)
+
+logger = logging.getLogger(__name__)
+Outcome = WebhookEvent.Outcome
+
+
+@dataclass
+class ReceiveResult:
+    status: int
+    body: bytes
+    content_type: str
+    receipt: WebhookEvent
+
+
+def _json_error(reason: str) -> bytes:
+    import json
+
+    return json.dumps({"error": reason}).encode()
+
+
+def _reject(
+    *,
+    provider: str,
+    connection: Connection | None,
+    request: InboundRequest,
+    remote_addr: str | None,
+    outcome: str,
+    status: int,
+    reason: str,
+    signature: str = WebhookEvent.Signature.NOT_CHECKED,
+) -> ReceiveResult:
+    receipt = WebhookEvent.objects.create(
+        provider=provider[:32],
+        connection=connection,
+        content_type=request.content_type[:100],
+        body_sha256=body_sha256(request.body),
+        body_size=len(request.body),
+        remote_addr=remote_addr,
+        signature=signature,
+        outcome=outcome,
+        http_status=status,
+        reason=reason[:500],
+    )
+    if connection is not None and outcome == Outcome.REJECTED_SIGNATURE:
+        Connection.objects.filter(pk=connection.pk).update(last_error_at=timezone.now(), last_error=reason[:2000])
+    return ReceiveResult(status, _json_error(reason), "application/json", receipt)
+
+
+def webhook_reject_too_large(
+    *, provider: str, token: str, request: InboundRequest, remote_addr: str | None, limit: int
+) -> ReceiveResult:
+    connection = Connection.objects.filter(webhook_token=token, provider=provider).first()
+    return _reject(
+        provider=provider,
+        connection=connection,
+        request=request,
+        remote_addr=remote_addr,
+        outcome=Outcome.REJECTED_TOO_LARGE,
+        status=413,
+        reason=f"Body larger than {limit} bytes",
+    )
+
+
+def webhook_receive(
+    *, provider: str, token: str, request: InboundRequest, remote_addr: str | None = None
+) -> ReceiveResult:
+    """Answer one provider delivery. Never raises for bad input: every path leaves a receipt."""
+    common = {"provider": provider, "request": request, "remote_addr": remote_addr}
+    adapter = get_adapter(provider)
+    if adapter is None:
+        return _reject(
+            connection=None,
+            outcome=Outcome.UNKNOWN_PROVIDER,
+            status=404,
+            reason=f"Unknown provider {provider!r}",
+            **common,
+        )
+    connection = Connection.objects.select_related("client").filter(webhook_token=token, provider=provider).first()
+    if connection is None:
+        return _reject(
+            connection=None,
+            outcome=Outcome.UNKNOWN_CONNECTION,
+            status=404,
+            reason="No connection with this token",
+            **common,
+        )
+    if request.content_type not in adapter.content_types:
+        return _reject(
+            connection=connection,
+            outcome=Outcome.REJECTED_CONTENT_TYPE,
+            status=415,
+            reason=f"Content type {request.content_type or '(none)'} not accepted; "
+            f"expected {', '.join(adapter.content_types)}",
+            **common,
+        )
+
+    signature = WebhookEvent.Signature.VALID
+    hold_reason = ""
+    try:
+        adapter.verify(request, connection)
+    except CredentialMissing as exc:
+        # We cannot tell authentic from forged. Keep the delivery, hold it, and make the doubt
+        # visible on the connection: staff fix the secret and release, nothing is lost.
+        signature = WebhookEvent.Signature.UNVERIFIABLE
+        hold_reason = f"Credential missing, signature not verifiable: {exc}"
+    except SignatureInvalid as exc:
+        return _reject(
+            connection=connection,
+            outcome=exc.outcome,
+            status=exc.status,
+            reason=exc.reason,
+            signature=getattr(exc, "signature", WebhookEvent.Signature.INVALID),
+            **common,
+        )
+    except WebhookError as exc:
+        return _reject(connection=connection, outcome=exc.outcome, status=exc.status, reason=exc.reason, **common)
+
+    try:
+        parsed = adapter.parse(request, connection)
+    except (MalformedPayload, UnsupportedContentType) as exc:
+        return _reject(
+            connection=connection,
+            outcome=exc.outcome,
+            status=exc.status,
+            reason=exc.reason,
+            signature=signature,
+            **common,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # An adapter that trips over a body it should have rejected still answers 400, never 500.
+        logger.exception("adapter %s failed to parse a delivery", provider)
+        return _reject(
+            connection=connection,
+            outcome=Outcome.REJECTED_MALFORMED,
+            status=400,
+            reason=f"Unreadable payload: {exc.__class__.__name__}: {exc}"[:500],
+            signature=signature,
+            **common,
+        )
+    if not parsed:
+        return _reject(
+            connection=connection,
+            outcome=Outcome.REJECTED_MALFORMED,
+            status=400,
+            reason="No events in delivery",
+            signature=signature,
+            **common,
+        )
+
+    holding = bool(hold_reason) or connection.holds_processing
+    with transaction.atomic():
+        receipt = WebhookEvent.objects.create(
+            provider=provider,
+            connection=connection,
+            content_type=request.content_type[:100],
+            body_sha256=body_sha256(request.body),
+            body_size=len(request.body),
+            remote_addr=remote_addr,
+            signature=signature,
+            outcome=Outcome.PAUSED if holding else Outcome.ACCEPTED,
+            http_status=200,
+            reason=hold_reason or (connection.status_reason if holding else ""),
+            events_count=len(parsed),
+        )
+        created, duplicates = raw_events_store(connection=connection, receipt=receipt, events=parsed, hold=holding)
+        receipt.duplicates_count = duplicates
+        receipt.raw_event = created[0] if created else None
+        if not created:
+            receipt.outcome = Outcome.DUPLICATE
+        receipt.save(update_fields=["duplicates_count", "raw_event", "outcome"])
+        now = timezone.now()
+        updates: dict[str, Any] = {"last_event_at": now, "stale_since": None}
+        if hold_reason and connection.status != Connection.Status.UNCERTAIN:
+            updates.update(
+                status=Connection.Status.UNCERTAIN,
+                status_reason=hold_reason[:500],
+                last_error_at=now,
+                last_error=hold_reason,
+            )
+        Connection.objects.filter(pk=connection.pk).update(**updates)
+    body, content_type = adapter.response(accepted=True)
+    return ReceiveResult(200, body, content_type, receipt)
+
+
+def raw_events_store(
+    *, connection: Connection, receipt: WebhookEvent | None, events: list[ParsedEvent], hold: bool = False
+) -> tuple[list[RawEvent], int]:
+    """Insert raw events, each unique per (connection, key). Returns (new rows, duplicates).
+
+    Must run inside a transaction; new rows are enqueued for processing when it commits.
+    """
+    created: list[RawEvent] = []
+    duplicates = 0
+    for event in events:
+        try:
+            with transaction.atomic():
+                raw = RawEvent.objects.create(
+                    connection=connection,
+                    client_id=connection.client_id,
+                    provider=connection.provider,
+                    receipt=receipt,
+                    idempotency_key=event.idempotency_key[:255],
+                    kind=event.kind[:64],
+                    payload=event.payload,
+                    summary=event.summary[:300],
+                    occurred_at=event.occurred_at,
+                    status=RawEvent.Status.HELD if hold else RawEvent.Status.RECEIVED,
+                )
+        except IntegrityError:
+            duplicates += 1
+            continue
+        created.append(raw)
+    if not hold:
+        from .tasks import process_raw_event
+
+        for raw in created:
+            enqueue_on_commit(process_raw_event, raw.pk)
+    return created, duplicates
+
+
+# --- processing -----------------------------------------------------------------------------
+
+
+def _consumers() -> list:
+    return [import_string(path) for path in settings.INTEGRATIONS_EVENT_CONSUMERS]
+
+
+def _retry_delay(attempt: int) -> timedelta | None:
+    """Delay before retry number `attempt` (1-based), with ±20% jitter; None = give up."""
+    schedule = settings.INTEGRATIONS_RETRY_SCHEDULE
+    if attempt > len(schedule):
+        return None
+    base = schedule[attempt - 1]
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))
+
+
+class _StageError(Exception):
+    def __init__(self, stage: str, original: BaseException):
+        super().__init__(str(original))
+        self.stage = stage
+        self.original = original
+
+
+def _apply_normalized(raw: RawEvent, items: list) -> list[NormalizedEvent]:
+    stored = []
+    consumers = _consumers()
+    for item in items:
+        key = f"{raw.provider}:{raw.connection_id}:{raw.idempotency_key}" + (
+            f":{item.key_suffix}" if item.key_suffix else ""
+        )
+        event, _ = NormalizedEvent.objects.get_or_create(
+            idempotency_key=key[:255],
+            defaults={
+                "client_id": raw.client_id,
+                "raw_event": raw,
+                "event_type": item.event_type,
+                "occurred_at": item.occurred_at,
+                "data": item.data,
+            },
+        )
+        envelope = BusinessEvent(
+            normalized_event_id=event.pk,
+            event_type=event.event_type,
+            client=raw.connection.client,
+            occurred_at=event.occurred_at,
+            provider=raw.provider,
+            data=event.data,
+            signal=item.signal,
+            lead=event.lead,
+        )
+        for consumer in consumers:
+            name = f"{consumer.__module__}.{consumer.__name__}"
+            if name in event.applied_consumers:
+                continue
+            try:
+                consumer(event=envelope)
+            except Exception as exc:
+                raise _StageError(SyncError.Stage.APPLY, exc) from exc
+            event.applied_consumers = [*event.applied_consumers, name]
+        event.lead = envelope.lead
+        event.applied_at = timezone.now()
+        event.save(update_fields=["lead", "applied_consumers", "applied_at"])
+        stored.append(event)
+    return stored
+
+
+def raw_event_process(*, raw_event_id: int) -> str:
+    """Normalize and apply one raw event. Returns its resulting status (or "locked"/"missing")."""
+    with transaction.atomic():
+        # SKIP LOCKED: a second worker handed the same id (redelivery, sweeper) moves on.
+        # No select_related here: on MariaDB a FOR UPDATE join would lock the connection and
+        # client rows too and serialize every worker on them.
+        raw = RawEvent.objects.select_for_update(skip_locked=True).filter(pk=raw_event_id).first()
+        if raw is None:
+            return "locked" if RawEvent.objects.filter(pk=raw_event_id).exists() else "missing"
+        if raw.status not in (RawEvent.Status.RECEIVED, RawEvent.Status.FAILED):
+            return raw.status
+        raw.connection = Connection.objects.select_related("client").get(pk=raw.connection_id)
+        if raw.connection.holds_processing:
+            raw.status = RawEvent.Status.HELD
+            raw.save(update_fields=["status"])
+            return raw.status
+        adapter = get_adapter(raw.provider)
+        raw.attempts += 1
+        try:
+            with transaction.atomic():
+                if adapter is None:
+                    raise _StageError(
+                        SyncError.Stage.NORMALIZE, LookupError(f"No adapter for provider {raw.provider!r}")
+                    )
+                try:
+                    items = adapter.normalize(raw)
+                except Exception as exc:
+                    raise _StageError(SyncError.Stage.NORMALIZE, exc) from exc
+                _apply_normalized(raw, items)
+        except _StageError as failure:
+            _record_failure(raw, failure)
+            return raw.status
+        raw.status = RawEvent.Status.NORMALIZED if items else RawEvent.Status.IGNORED
+        raw.processed_at = timezone.now()
+        raw.next_attempt_at = None
+        raw.last_error = ""
+        raw.save(update_fields=["status", "processed_at", "next_attempt_at", "last_error", "attempts"])
+        SyncError.objects.filter(raw_event=raw, state__in=[SyncError.State.RETRYING, SyncError.State.DEAD]).update(
+            state=SyncError.State.RESOLVED,
+            resolved_at=timezone.now(),
+            resolution=f"Succeeded on attempt {raw.attempts}",
+        )
+    return raw.status
+
+
+def _record_failure(raw: RawEvent, failure: _StageError) -> None:
+    original = failure.original
+    message = f"{original.__class__.__name__}: {original}"[:2000]
+    trace = "".join(traceback.format_exception(original))[-20000:]
+    delay = _retry_delay(raw.attempts)
+    now = timezone.now()
+    raw.status = RawEvent.Status.FAILED if delay else RawEvent.Status.DEAD
+    raw.next_attempt_at = now + delay if delay else None
+    raw.last_error = message
+    raw.save(update_fields=["status", "next_attempt_at", "last_error", "attempts"])
+    error = SyncError.objects.filter(
+        raw_event=raw, stage=failure.stage, state__in=[SyncError.State.RETRYING, SyncError.State.DEAD]
+    ).first()
+    fields = {
+        "error": message,
+        "traceback": trace,
+        "attempt": raw.attempts,
+        "next_retry_at": raw.next_attempt_at,
+        "state": SyncError.State.RETRYING if delay else SyncError.State.DEAD,
+    }
+    if error is None:
+        SyncError.objects.create(
+            connection_id=raw.connection_id, client_id=raw.client_id, raw_event=raw, stage=failure.stage, **fields
+        )
+    else:
+        for name, value in fields.items():
+            setattr(error, name, value)
+        error.save()
+    Connection.objects.filter(pk=raw.connection_id).update(last_error_at=now, last_error=message)
+    logger.warning("raw event %s failed at %s (attempt %s): %s", raw.pk, failure.stage, raw.attempts, message)
+
+
+def raw_events_requeue_due(*, stuck_after: timedelta, limit: int = 1000) -> int:
+    """The sweeper: re-enqueue raw events a lost Celery message left in `received`, and failed
+    ones whose retry time has come. Returns how many were enqueued."""
+    from .tasks import process_raw_event
+
+    now = timezone.now()
+    ids = list(
+        RawEvent.objects.filter(
+            Q(status=RawEvent.Status.RECEIVED, received_at__lt=now - stuck_after)
+            | Q(status=RawEvent.Status.FAILED, next_attempt_at__lte=now)
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in ids:
+        process_raw_event.apply_async(args=[pk])
+    return len(ids)
+
+
+# --- staff actions: replay, retry, resolve, connections ---------------------------------------
+
+
+def raw_events_replay(*, raw_events, actor, reason: str = "") -> int:
+    """Put raw events back to `received` and enqueue them. Consumers are idempotent, so a replay
+    of a processed event repeats nothing it already did; it re-runs what failed or was held."""
+    from .tasks import process_raw_event
+
+    count = 0
+    with transaction.atomic():
+        for raw in raw_events.select_for_update():
+            previous = raw.status
+            raw.status = RawEvent.Status.RECEIVED
+            raw.next_attempt_at = None
+            if previous == RawEvent.Status.DEAD:
+                raw.attempts = 0
+            raw.save(update_fields=["status", "next_attempt_at", "attempts"])
+            action_record(
+                verb="raw_event.replay",
+                actor=actor,
+                client=raw.client,
+                target=raw,
+                summary=f"Replayed {raw.provider} {raw.kind} (was {previous})",
+                detail={"reason": reason, "previous_status": previous},
+            )
+            enqueue_on_commit(process_raw_event, raw.pk)
+            count += 1
+    return count
+
+
+def sync_errors_set_state(*, errors, state: str, actor, resolution: str = "") -> int:
+    if state in (SyncError.State.RESOLVED, SyncError.State.IGNORED) and not resolution.strip():
+        from zartsalgo.errors import ApplicationError
+
+        raise ApplicationError("Say how it was resolved (or why it is ignored).")
+    count = 0
+    now = timezone.now()
+    with transaction.atomic():
+        for error in errors.select_for_update():
+            error.state = state
+            error.resolved_by = actor if not isinstance(actor, str) else None
+            error.resolved_at = now
+            error.resolution = resolution[:500]
+            error.save()
+            action_record(
+                verb=f"sync_error.{state}",
+                actor=actor,
+                client=error.client,
+                target=error,
+                summary=f"{state.title()}: {resolution}"[:500],
+            )
+            count += 1
+    return count
+
+
+def sync_errors_acknowledge(*, errors, actor) -> int:
+    count = 0
+    with transaction.atomic():
+        for error in errors.select_for_update().filter(acknowledged_at__isnull=True):
+            error.acknowledged_by = actor
+            error.acknowledged_at = timezone.now()
+            error.save(update_fields=["acknowledged_by", "acknowledged_at", "updated_at"])
+            action_record(
+                verb="sync_error.acknowledge", actor=actor, client=error.client, target=error, summary="Acknowledged"
+            )
+            count += 1
+    return count
+
+
+def connection_create(
+    *,
+    client,
+    provider: str,
+    reason: str,
+    actor,
+    owner=None,
+    name: str = "",
+    credentials: dict | None = None,
+    config: dict | None = None,
+    expected_freshness: timedelta | None = None,
+    status: str = Connection.Status.CONNECTED,
+) -> Connection:
+    from zartsalgo.errors import ApplicationError
+
+    if get_adapter(provider) is None:
+        raise ApplicationError(f"Unknown provider {provider!r}", {"provider": provider})
+    for key, ref in (credentials or {}).items():
+        if not str(ref).startswith("env:"):
+            raise ApplicationError(
+                f"Credential {key!r} must be an env reference like env:NAME, never the secret itself."
+            )
+    with transaction.atomic():
+        connection = Connection.objects.create(
+            client=client,
+            provider=provider,
+            reason=reason,
+            owner=owner,
+            name=name,
+            credentials=credentials or {},
+            config=config or {},
+            status=status,
+            **({"expected_freshness": expected_freshness} if expected_freshness else {}),
+        )
+        action_record(
+            verb="connection.create",
+            actor=actor,
+            client=client,
+            target=connection,
+            summary=f"Connected {provider}: {reason}"[:500],
+        )
+    return connection
+
+
+def connection_set_status(*, connection: Connection, status: str, actor, reason: str = "") -> Connection:
+    """Change a connection's state. Leaving paused/uncertain releases every held raw event, in
+    the order received, so processing resumes exactly where it stopped."""
+    from .tasks import process_raw_event
+
+    with transaction.atomic():
+        connection = Connection.objects.select_for_update().get(pk=connection.pk)
+        previous = connection.status
+        connection.status = status
+        connection.status_reason = reason[:500]
+        connection.save(update_fields=["status", "status_reason", "updated_at"])
+        released = 0
+        if not connection.holds_processing:
+            held = list(
+                RawEvent.objects.filter(connection=connection, status=RawEvent.Status.HELD)
+                .order_by("received_at", "id")
+                .values_list("pk", flat=True)
+            )
+            RawEvent.objects.filter(pk__in=held).update(status=RawEvent.Status.RECEIVED)
+            for pk in held:
+                enqueue_on_commit(process_raw_event, pk)
+            released = len(held)
+        action_record(
+            verb="connection.status",
+            actor=actor,
+            client=connection.client,
+            target=connection,
+            summary=f"{previous} → {status}"
+            + (f" ({reason})" if reason else "")
+            + (f"; released {released} held event(s)" if released else ""),
+            detail={"released": released},
+        )
+    return connection
+
+
+def connections_flag_stale() -> int:
+    """Mark connections silent past their expected window (once, with an action-log entry)."""
+    now = timezone.now()
+    flagged = 0
+    candidates = Connection.objects.filter(
+        status__in=[Connection.Status.CONNECTED, Connection.Status.UNCERTAIN], stale_since__isnull=True
+    )
+    for connection in candidates.select_related("client"):
+        if connection.is_stale:
+            Connection.objects.filter(pk=connection.pk, stale_since__isnull=True).update(stale_since=now)
+            action_record(
+                verb="connection.stale",
+                actor="system:freshness",
+                client=connection.client,
+                target=connection,
+                summary=(
+                    f"No {connection.provider} event since {connection.last_event_at or 'connection'}; "
+                    f"expected within {connection.expected_freshness}"
+                ),
+            )
+            flagged += 1
+    return flagged

@@ -1,0 +1,23 @@
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+
+from . import services
+
+
+@shared_task(name="integrations.tasks.process_raw_event")
+def process_raw_event(raw_event_id: int) -> str:
+    # Retries are not Celery's: failures are recorded on the row with their next attempt time
+    # and the sweeper re-enqueues them, so the schedule survives a Redis restart.
+    return services.raw_event_process(raw_event_id=raw_event_id)
+
+
+@shared_task(name="integrations.tasks.sweep_raw_events")
+def sweep_raw_events() -> int:
+    return services.raw_events_requeue_due(stuck_after=timedelta(seconds=settings.INTEGRATIONS_STUCK_AFTER_SECONDS))
+
+
+@shared_task(name="integrations.tasks.flag_stale_connections")
+def flag_stale_connections() -> int:
+    return services.connections_flag_stale()
