@@ -62,8 +62,10 @@ beat: install
 	$(VENV)/bin/celery -A zartsalgo beat --loglevel INFO --schedule var/celerybeat-schedule
 
 .PHONY: bench
+# Lead admin list at 1M leads on MariaDB vs a stock-Django baseline (see bench/README.md).
+# Uses its own database zartsalgo_bench on 127.0.0.1 unless DATABASE_URL is set; BENCH_ARGS="--leads 100000 ..." to vary.
 bench: install
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 .PHONY: clean
 clean:

@@ -16,6 +16,7 @@ ADAPTER_PATHS: dict[str, str] = {
     "angi": "integrations.providers.angi.AngiAdapter",
     "quickbooks": "integrations.providers.quickbooks.QuickBooksAdapter",
     "webform": "integrations.providers.webform.WebFormAdapter",
+    "csv_import": "integrations.providers.csv_import.CsvImportAdapter",
 }
 
 _cache: dict[str, ProviderAdapter] = {}
