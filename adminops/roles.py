@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
 DATA_OPS_GROUP = "Data ops"
+PAYLOAD_REVIEWERS_GROUP = "Raw payload reviewers"
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     DATA_OPS_GROUP: (
@@ -29,7 +30,18 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "leads.view_consent",
         "adminops.view_adminaction",
         "portal.view_clientuser",
+        # Provider pipeline: connections, deliveries, events, failure review (replay = change).
+        "integrations.view_connection",
+        "integrations.change_connection",
+        "integrations.view_webhookevent",
+        "integrations.view_rawevent",
+        "integrations.change_rawevent",
+        "integrations.view_normalizedevent",
+        "integrations.view_syncerror",
+        "integrations.change_syncerror",
     ),
+    # Full raw payloads hold names, numbers and message bodies: a separate, smaller group.
+    PAYLOAD_REVIEWERS_GROUP: ("integrations.view_raw_payload",),
 }
 
 

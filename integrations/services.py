@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import traceback
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -185,6 +186,37 @@ def webhook_receive(
         )
 
     holding = bool(hold_reason) or connection.holds_processing
+    for attempt in range(1, DEADLOCK_RETRIES + 1):
+        try:
+            receipt = _store_delivery(
+                connection=connection,
+                request=request,
+                remote_addr=remote_addr,
+                signature=signature,
+                parsed=parsed,
+                holding=holding,
+                hold_reason=hold_reason,
+                provider=provider,
+            )
+            break
+        except OperationalError as exc:
+            # InnoDB picks a victim when concurrent deliveries of one event collide on the
+            # unique key; the loser's whole transaction rolled back, so running it again is safe.
+            if exc.args and exc.args[0] in (1205, 1213) and attempt < DEADLOCK_RETRIES:
+                time.sleep(random.uniform(0.005, 0.05) * attempt)
+                continue
+            raise
+    _connection_touch(connection, hold_reason=hold_reason)
+    body, content_type = adapter.response(accepted=True)
+    return ReceiveResult(200, body, content_type, receipt)
+
+
+DEADLOCK_RETRIES = 5
+
+
+def _store_delivery(
+    *, connection, request, remote_addr, signature, parsed, holding, hold_reason, provider
+) -> WebhookEvent:
     with transaction.atomic():
         receipt = WebhookEvent.objects.create(
             provider=provider,
@@ -205,18 +237,32 @@ def webhook_receive(
         if not created:
             receipt.outcome = Outcome.DUPLICATE
         receipt.save(update_fields=["duplicates_count", "raw_event", "outcome"])
-        now = timezone.now()
-        updates: dict[str, Any] = {"last_event_at": now, "stale_since": None}
-        if hold_reason and connection.status != Connection.Status.UNCERTAIN:
+    return receipt
+
+
+def _connection_touch(connection: Connection, *, hold_reason: str) -> None:
+    """Record that the connection is alive. Outside the delivery's transaction on purpose: every
+    receipt row holds a shared lock on the connection row (its foreign key), so updating that
+    row inside concurrent deliveries deadlocks them. Skipped when already fresh (under load one
+    write per few seconds, not one per request)."""
+    now = timezone.now()
+    updates: dict[str, Any] = {"last_event_at": now, "stale_since": None}
+    rows = Connection.objects.filter(pk=connection.pk)
+    if hold_reason:
+        if connection.status != Connection.Status.UNCERTAIN:
             updates.update(
                 status=Connection.Status.UNCERTAIN,
                 status_reason=hold_reason[:500],
                 last_error_at=now,
                 last_error=hold_reason,
             )
-        Connection.objects.filter(pk=connection.pk).update(**updates)
-    body, content_type = adapter.response(accepted=True)
-    return ReceiveResult(200, body, content_type, receipt)
+    else:
+        rows = rows.filter(
+            Q(last_event_at__isnull=True)
+            | Q(last_event_at__lt=now - timedelta(seconds=5))
+            | Q(stale_since__isnull=False)
+        )
+    rows.update(**updates)
 
 
 def raw_events_store(

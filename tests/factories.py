@@ -108,3 +108,64 @@ class AdminActionFactory(factory.django.DjangoModelFactory):
     summary = "Something was done"
     lead = factory.SubFactory(LeadFactory)
     client = factory.LazyAttribute(lambda o: o.lead.client if o.lead else None)
+
+
+# --- integrations --------------------------------------------------------------------------------
+from integrations.models import Connection, NormalizedEvent, RawEvent, SyncError, WebhookEvent  # noqa: E402
+
+
+class ConnectionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Connection
+
+    client = factory.SubFactory(ClientFactory)
+    provider = "webform"
+    status = Connection.Status.CONNECTED
+    reason = "Quote form on the client's site"
+
+
+class WebhookEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WebhookEvent
+
+    connection = factory.SubFactory(ConnectionFactory)
+    provider = factory.LazyAttribute(lambda o: o.connection.provider)
+    outcome = WebhookEvent.Outcome.ACCEPTED
+    http_status = 200
+    events_count = 1
+
+
+class RawEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RawEvent
+
+    connection = factory.SubFactory(ConnectionFactory)
+    client = factory.LazyAttribute(lambda o: o.connection.client)
+    provider = factory.LazyAttribute(lambda o: o.connection.provider)
+    idempotency_key = factory.Sequence(lambda n: f"msg_{n}")
+    kind = "quote.requested"
+    payload = factory.LazyFunction(lambda: {"type": "quote.requested", "contact": {"phone": "+15125550143"}})
+    summary = "Free estimate (quote.requested) from +1•••0143"
+
+
+class NormalizedEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = NormalizedEvent
+
+    raw_event = factory.SubFactory(RawEventFactory)
+    client = factory.LazyAttribute(lambda o: o.raw_event.client)
+    event_type = "quote.requested"
+    occurred_at = factory.LazyFunction(timezone.now)
+    idempotency_key = factory.Sequence(lambda n: f"webform:1:msg_{n}")
+
+
+class SyncErrorFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SyncError
+
+    raw_event = factory.SubFactory(RawEventFactory)
+    connection = factory.LazyAttribute(lambda o: o.raw_event.connection)
+    client = factory.LazyAttribute(lambda o: o.raw_event.client)
+    stage = SyncError.Stage.APPLY
+    error = "RuntimeError: downstream unavailable"
+    state = SyncError.State.DEAD

@@ -21,6 +21,9 @@ def one_of_everything(acme):
     factories.ConsentFactory(lead=lead)
     factories.AdminActionFactory(lead=lead)
     factories.ClientUserFactory(client=acme)
+    error = factories.SyncErrorFactory(raw_event__connection__client=acme)
+    factories.WebhookEventFactory(connection=error.connection, raw_event=error.raw_event)
+    factories.NormalizedEventFactory(raw_event=error.raw_event, lead=lead)
     return lead
 
 
