@@ -7,10 +7,12 @@ from . import services
 
 
 @shared_task(name="integrations.tasks.process_raw_event")
-def process_raw_event(raw_event_id: int) -> str:
+def process_raw_event(raw_event_id: int) -> dict[str, int]:
     # Retries are not Celery's: failures are recorded on the row with their next attempt time
     # and the sweeper re-enqueues them, so the schedule survives a Redis restart.
-    return services.raw_event_process(raw_event_id=raw_event_id)
+    return services.raw_events_process_batch(
+        raw_event_id=raw_event_id, batch_size=settings.INTEGRATIONS_PROCESS_BATCH_SIZE
+    )
 
 
 @shared_task(name="integrations.tasks.sweep_raw_events")
@@ -21,3 +23,6 @@ def sweep_raw_events() -> int:
 @shared_task(name="integrations.tasks.flag_stale_connections")
 def flag_stale_connections() -> int:
     return services.connections_flag_stale()
+
+
+from .tasks_imports import run_import_job  # noqa: E402, F401

@@ -223,6 +223,8 @@ INTEGRATIONS_EVENT_CONSUMERS = [
 INTEGRATIONS_RETRY_SCHEDULE = env.list("INTEGRATIONS_RETRY_SCHEDULE", cast=int, default=[30, 120, 600, 3600, 21600])
 # A raw event still `received` after this long lost its Celery message: the sweeper re-enqueues it.
 INTEGRATIONS_STUCK_AFTER_SECONDS = env.int("INTEGRATIONS_STUCK_AFTER_SECONDS", default=60)
+# How many waiting raw events one processing task takes in one transaction (1 = one each).
+INTEGRATIONS_PROCESS_BATCH_SIZE = env.int("INTEGRATIONS_PROCESS_BATCH_SIZE", default=50)
 # Largest webhook body accepted (413 above it).
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
 # Absolute base URL providers call (for Twilio's signature and the URLs shown to staff);

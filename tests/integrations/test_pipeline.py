@@ -217,3 +217,27 @@ def test_fifty_concurrent_deliveries_of_one_event_make_one_of_everything(make_co
     assert RawEvent.objects.count() == 1 and NormalizedEvent.objects.count() == 1
     assert Lead.objects.count() == 1
     assert Activity.objects.filter(kind="lead_captured").count() == 1
+
+
+def test_one_task_processes_a_batch_and_isolates_a_failure(webform, flaky_consumer, settings):
+    from integrations.tasks import process_raw_event
+
+    settings.INTEGRATIONS_PROCESS_BATCH_SIZE = 10
+    connection, secret = webform
+    for n in range(4):
+        body = form_body(contact={"name": f"Batch {n}", "phone": f"512-555-01{20 + n}"})
+        HttpClient().post(
+            f"/api/webhooks/webform/{connection.webhook_token}/",
+            data=body,
+            content_type="application/json",
+            **sign_standard_webhook(secret, body),
+        )  # messages "lost": nothing processed yet
+    first = RawEvent.objects.order_by("id").first()
+    flaky_consumer["remaining"] = 1  # the first event of the batch fails, the others must not
+
+    counts = process_raw_event(first.pk)
+
+    assert counts == {"failed": 1, "normalized": 3}
+    assert RawEvent.objects.get(pk=first.pk).status == "failed"
+    assert Lead.objects.count() == 3 and NormalizedEvent.objects.count() == 3
+    assert SyncError.objects.get().raw_event_id == first.pk
