@@ -77,7 +77,7 @@ def test_embedded_default_is_sqlite_and_in_process_tasks():
     result = subprocess.run(
         [sys.executable, "-c", EMBEDDED_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
-    assert result.stdout.split() == ["django.db.backends.sqlite3", "True", "memory://"], result.stderr
+    assert result.stdout.split() == ["django.db.backends.sqlite3", "True", "memory://localhost/"], result.stderr
 
 
 def test_storage_is_utc():

@@ -121,7 +121,7 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None  # results live in MySQL rows, not in the broker
 CELERY_TASK_IGNORE_RESULT = True
 # Without Redis the embedded run executes tasks in-process (still after commit, through
