@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from zartsalgo.admin_tools import FastListAdminMixin
+from zartsalgo.admin_tools import FastListAdminMixin, change_link
 
 from .models import AdminAction
 
@@ -23,9 +23,7 @@ class AdminActionAdmin(FastListAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="lead")
     def lead_link(self, obj):
-        if not obj.lead_id:
-            return ""
-        return format_html('<a href="{}">#{}</a>', reverse("admin:leads_lead_change", args=[obj.lead_id]), obj.lead_id)
+        return change_link("leads_lead", obj.lead_id)
 
     @admin.display(description="target")
     def target_link(self, obj):

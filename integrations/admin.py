@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from zartsalgo.admin_tools import FastListAdminMixin
+from zartsalgo.admin_tools import FastListAdminMixin, change_link
 from zartsalgo.errors import ApplicationError
 
 from . import services
@@ -230,19 +230,11 @@ class NormalizedEventAdmin(FastListAdminMixin, ReadOnlyAdmin):
 
     @admin.display(description="lead")
     def lead_link(self, obj):
-        if not obj.lead_id:
-            return ""
-        return format_html('<a href="{}">{}</a>', reverse("admin:leads_lead_change", args=[obj.lead_id]), obj.lead)
+        return change_link("leads_lead", obj.lead_id, obj.lead)
 
     @admin.display(description="raw event")
     def raw_link(self, obj):
-        if not obj.raw_event_id:
-            return ""
-        return format_html(
-            '<a href="{}">#{}</a>',
-            reverse("admin:integrations_rawevent_change", args=[obj.raw_event_id]),
-            obj.raw_event_id,
-        )
+        return change_link("integrations_rawevent", obj.raw_event_id)
 
 
 class ReviewStatusFilter(admin.SimpleListFilter):
@@ -314,13 +306,7 @@ class SyncErrorAdmin(FastListAdminMixin, ReadOnlyAdmin):
 
     @admin.display(description="raw event")
     def raw_link(self, obj):
-        if not obj.raw_event_id:
-            return ""
-        return format_html(
-            '<a href="{}">#{}</a>',
-            reverse("admin:integrations_rawevent_change", args=[obj.raw_event_id]),
-            obj.raw_event_id,
-        )
+        return change_link("integrations_rawevent", obj.raw_event_id)
 
     def has_change_permission(self, request, obj=None):
         return request.user.has_perm("integrations.change_syncerror")

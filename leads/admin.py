@@ -3,11 +3,10 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from adminops.models import AdminAction
-from zartsalgo.admin_tools import FastListAdminMixin
+from zartsalgo.admin_tools import FastListAdminMixin, change_link
 from zartsalgo.errors import ApplicationError
 
 from . import services
@@ -355,7 +354,7 @@ class ActivityAdmin(FastListAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="lead")
     def lead_link(self, obj):
-        return format_html('<a href="{}">{}</a>', reverse("admin:leads_lead_change", args=[obj.lead_id]), obj.lead)
+        return change_link("leads_lead", obj.lead_id, obj.lead)
 
     def has_add_permission(self, request):
         return False

@@ -6,8 +6,10 @@ from django.conf import settings
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import Max, Min
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 
 
 class CappedCountPaginator(Paginator):
@@ -88,3 +90,10 @@ class FastListAdminMixin:
 
     def get_changelist(self, request, **kwargs):
         return FastChangeList
+
+
+def change_link(admin_name: str, pk, text=None) -> str:
+    """A link to an object's admin change page ("leads_lead", 42) for list columns and fields."""
+    if not pk:
+        return ""
+    return format_html('<a href="{}">{}</a>', reverse(f"admin:{admin_name}_change", args=[pk]), text or f"#{pk}")

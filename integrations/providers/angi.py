@@ -21,7 +21,6 @@ retries resend the same body), so a lead is never refused just for lacking an id
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from django.utils import timezone
@@ -31,12 +30,12 @@ from leads.services import LeadSignal
 from .base import (
     Forbidden,
     InboundRequest,
-    MalformedPayload,
     Normalized,
     ParsedEvent,
     ProviderAdapter,
     SignatureMissing,
     constant_time_equals,
+    load_json,
     mask_email,
     mask_phone,
     parse_iso,
@@ -114,12 +113,7 @@ class AngiAdapter(ProviderAdapter):
             raise Forbidden("x-api-key does not match")
 
     def parse(self, request: InboundRequest, connection) -> list[ParsedEvent]:
-        try:
-            body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedPayload(f"Body is not JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise MalformedPayload("Body must be a JSON object")
+        body = load_json(request.body, expect=dict)
         lead = _lead(body)
         sources = _sources(lead)
         lead_id = _lead_id(lead)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -119,6 +120,19 @@ class ProviderAdapter:
 
 
 # --- helpers adapters share -------------------------------------------------------------------
+
+
+def load_json(body: bytes, *, expect: type | tuple[type, ...] | None = None) -> Any:
+    """The body as JSON, or MalformedPayload saying why (and which shape was expected)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedPayload(f"Body is not JSON: {exc}") from exc
+    if expect is dict and not isinstance(value, dict):
+        raise MalformedPayload("Body must be a JSON object")
+    if expect is list and not isinstance(value, list):
+        raise MalformedPayload("Body must be a JSON array of events")
+    return value
 
 
 def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:

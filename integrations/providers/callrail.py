@@ -54,6 +54,7 @@ from .base import (
     SignatureInvalid,
     SignatureMissing,
     constant_time_equals,
+    load_json,
     mask_email,
     mask_phone,
     parse_iso,
@@ -280,12 +281,7 @@ class CallRailAdapter(ProviderAdapter):
         return "unknown:none"
 
     def parse(self, request: InboundRequest, connection) -> list[ParsedEvent]:
-        try:
-            body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedPayload(f"Body is not JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise MalformedPayload("Body must be a JSON object")
+        body = load_json(request.body, expect=dict)
         index = _index(body)
         webhook_kind = self._declared_kind(request) or self._inferred_kind(body, index)
         kind = WEBHOOK_KINDS.get(webhook_kind) or (

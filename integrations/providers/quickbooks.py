@@ -23,7 +23,6 @@ import base64
 import datetime
 import hashlib
 import hmac
-import json
 import re
 from typing import Any
 
@@ -38,6 +37,7 @@ from .base import (
     SignatureInvalid,
     SignatureMissing,
     constant_time_equals,
+    load_json,
     parse_iso,
 )
 
@@ -125,10 +125,7 @@ class QuickBooksAdapter(ProviderAdapter):
             raise SignatureInvalid("intuit-signature does not match HMAC-SHA256 of the body")
 
     def parse(self, request: InboundRequest, connection) -> list[ParsedEvent]:
-        try:
-            body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedPayload(f"Body is not JSON: {exc}") from exc
+        body = load_json(request.body)
         if isinstance(body, list):
             return [self._cloud_event(index, element) for index, element in enumerate(body)]
         if isinstance(body, dict) and "specversion" in body:  # a single structured-mode CloudEvent

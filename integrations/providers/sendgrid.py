@@ -34,6 +34,7 @@ from .base import (
     SignatureInvalid,
     SignatureMissing,
     from_unix,
+    load_json,
     mask_email,
 )
 
@@ -143,12 +144,7 @@ class SendGridAdapter(ProviderAdapter):
             raise SignatureInvalid("ECDSA signature does not match timestamp + body")
 
     def parse(self, request: InboundRequest, connection) -> list[ParsedEvent]:
-        try:
-            body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedPayload(f"Body is not JSON: {exc}") from exc
-        if not isinstance(body, list):
-            raise MalformedPayload("Body must be a JSON array of events")
+        body = load_json(request.body, expect=list)
         parsed = []
         for index, event in enumerate(body):
             if not isinstance(event, dict):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from typing import Any
 
 from django.utils import timezone
@@ -38,6 +37,7 @@ from .base import (
     ProviderAdapter,
     SignatureMissing,
     constant_time_equals,
+    load_json,
     mask_email,
     mask_phone,
     parse_iso,
@@ -118,12 +118,7 @@ class ThumbtackAdapter(ProviderAdapter):
             raise Forbidden("HTTP Basic credentials do not match")
 
     def parse(self, request: InboundRequest, connection) -> list[ParsedEvent]:
-        try:
-            body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedPayload(f"Body is not JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise MalformedPayload("Body must be a JSON object")
+        body = load_json(request.body, expect=dict)
         event_type, event, data = _envelope(body)
         kind = EVENT_KINDS.get(event_type, f"unknown:{event_type or 'none'}")
         occurred_at = parse_iso(_first(data, "createdAt", "sentAt", "createTimestamp") or _first(event, "triggeredAt"))

@@ -9,8 +9,6 @@ Idempotency key: the `webhook-id` header.
 
 from __future__ import annotations
 
-import json
-
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -18,12 +16,12 @@ from leads.services import ATTRIBUTION_FIELDS, LeadSignal
 
 from .base import (
     InboundRequest,
-    MalformedPayload,
     Normalized,
     ParsedEvent,
     ProviderAdapter,
     SignatureInvalid,
     SignatureMissing,
+    load_json,
     mask_email,
     mask_phone,
     parse_iso,
@@ -56,12 +54,7 @@ class WebFormAdapter(ProviderAdapter):
             raise SignatureInvalid(f"Standard Webhooks: unreadable signature ({exc.__class__.__name__})") from exc
 
     def parse(self, request: InboundRequest, connection) -> list[ParsedEvent]:
-        try:
-            body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedPayload(f"Body is not JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise MalformedPayload("Body must be a JSON object")
+        body = load_json(request.body, expect=dict)
         event_type = str(body.get("type") or "")
         contact = body.get("contact") if isinstance(body.get("contact"), dict) else {}
         kind = event_type if event_type in EVENT_TYPES else f"unknown:{event_type or 'none'}"
