@@ -39,6 +39,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "integrations.view_normalizedevent",
         "integrations.view_syncerror",
         "integrations.change_syncerror",
+        # CSV imports: upload a file and watch its job.
+        "integrations.view_importjob",
+        "integrations.add_importjob",
     ),
     # Full raw payloads hold names, numbers and message bodies: a separate, smaller group.
     PAYLOAD_REVIEWERS_GROUP: ("integrations.view_raw_payload",),

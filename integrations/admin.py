@@ -351,3 +351,7 @@ class SyncErrorAdmin(FastListAdminMixin, ReadOnlyAdmin):
         count = services.sync_errors_set_state(errors=queryset, state=state, actor=request.user, resolution=reason)
         self.message_user(request, f"{count} failure(s) marked {state}.")
         return None
+
+
+# The CSV import pages live in their own module.
+from . import admin_imports  # noqa: E402, F401

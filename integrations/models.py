@@ -289,3 +289,6 @@ class SyncError(TimeStampedModel):
         if self.state in (self.State.RESOLVED, self.State.IGNORED):
             return self.state
         return "acknowledged" if self.acknowledged_at else "open"
+
+
+from .models_imports import ImportJob  # noqa: E402, F401

@@ -266,11 +266,17 @@ def _connection_touch(connection: Connection, *, hold_reason: str) -> None:
 
 
 def raw_events_store(
-    *, connection: Connection, receipt: WebhookEvent | None, events: list[ParsedEvent], hold: bool = False
+    *,
+    connection: Connection,
+    receipt: WebhookEvent | None,
+    events: list[ParsedEvent],
+    hold: bool = False,
+    enqueue: bool = True,
 ) -> tuple[list[RawEvent], int]:
     """Insert raw events, each unique per (connection, key). Returns (new rows, duplicates).
 
-    Must run inside a transaction; new rows are enqueued for processing when it commits.
+    Must run inside a transaction; new rows are enqueued for processing when it commits, unless
+    the caller processes them itself (enqueue=False, as the CSV import does row by row).
     """
     created: list[RawEvent] = []
     duplicates = 0
@@ -293,7 +299,7 @@ def raw_events_store(
             duplicates += 1
             continue
         created.append(raw)
-    if not hold:
+    if enqueue and not hold:
         from .tasks import process_raw_event
 
         for raw in created:

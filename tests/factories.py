@@ -169,3 +169,21 @@ class SyncErrorFactory(factory.django.DjangoModelFactory):
     stage = SyncError.Stage.APPLY
     error = "RuntimeError: downstream unavailable"
     state = SyncError.State.DEAD
+
+
+from integrations.models_imports import ImportJob  # noqa: E402
+
+
+class ImportJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ImportJob
+
+    client = factory.SubFactory(ClientFactory)
+    connection = factory.SubFactory(
+        ConnectionFactory, client=factory.SelfAttribute("..client"), provider="csv_import", reason="Manual CSV import"
+    )
+    file = "imports/2026/11/leads.csv"  # a name only: admin pages never open it
+    original_name = "leads.csv"
+    sha256 = "0" * 64
+    size = 1024
+    status = ImportJob.Status.COMPLETED

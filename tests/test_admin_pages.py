@@ -24,6 +24,7 @@ def one_of_everything(acme):
     error = factories.SyncErrorFactory(raw_event__connection__client=acme)
     factories.WebhookEventFactory(connection=error.connection, raw_event=error.raw_event)
     factories.NormalizedEventFactory(raw_event=error.raw_event, lead=lead)
+    factories.ImportJobFactory(client=acme)
     return lead
 
 

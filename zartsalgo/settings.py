@@ -147,6 +147,8 @@ CELERY_TASK_QUEUES = tuple(
 )
 # Queues are named for their work so each can be scaled (and drained) on its own.
 CELERY_TASK_ROUTES = {
+    # An import runs for minutes to hours: keep it off the webhook ingest workers.
+    "integrations.tasks.run_import_job": {"queue": "default"},
     "integrations.tasks.*": {"queue": "ingest"},
     "workflows.tasks.send_*": {"queue": "outbound"},
     "workflows.tasks.*": {"queue": "workflows"},
@@ -178,6 +180,9 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"  # storage and server time; each client has its own display time zone
 USE_I18N = True
 USE_TZ = True
+
+# Uploaded CSV imports (client personal data): kept under var/, never served (no MEDIA_URL route).
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
