@@ -124,9 +124,9 @@ class WebhookEvent(models.Model):
         db_table = "event_webhook_events"
         ordering = ("-received_at", "-id")
         indexes = [
-            models.Index(fields=["connection", "-received_at"], name="receipt_connection_idx"),
-            models.Index(fields=["outcome", "-received_at"], name="receipt_outcome_idx"),
-            models.Index(fields=["-received_at"], name="receipt_received_idx"),
+            models.Index(fields=["connection", "received_at"], name="receipt_connection_idx"),
+            models.Index(fields=["outcome", "received_at"], name="receipt_outcome_idx"),
+            models.Index(fields=["received_at"], name="receipt_received_idx"),
         ]
 
     def __str__(self) -> str:
@@ -175,8 +175,8 @@ class RawEvent(models.Model):
             # The sweeper's two questions: what is stuck in received, what is due a retry.
             models.Index(fields=["status", "next_attempt_at"], name="raw_status_next_attempt_idx"),
             models.Index(fields=["status", "received_at"], name="raw_status_received_idx"),
-            models.Index(fields=["connection", "-received_at"], name="raw_connection_received_idx"),
-            models.Index(fields=["client", "-received_at"], name="raw_client_received_idx"),
+            models.Index(fields=["connection", "received_at"], name="raw_connection_received_idx"),
+            models.Index(fields=["client", "received_at"], name="raw_client_received_idx"),
         ]
 
     def __str__(self) -> str:
@@ -223,8 +223,8 @@ class NormalizedEvent(models.Model):
         db_table = "integration_normalized_events"
         ordering = ("-occurred_at", "-id")
         indexes = [
-            models.Index(fields=["client", "event_type", "-occurred_at"], name="normalized_client_type_idx"),
-            models.Index(fields=["lead", "-occurred_at"], name="normalized_lead_idx"),
+            models.Index(fields=["client", "event_type", "occurred_at"], name="normalized_client_type_idx"),
+            models.Index(fields=["lead", "occurred_at"], name="normalized_lead_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -276,7 +276,7 @@ class SyncError(TimeStampedModel):
         db_table = "integration_sync_errors"
         ordering = ("-created_at", "-id")
         indexes = [
-            models.Index(fields=["state", "-created_at"], name="sync_error_state_idx"),
+            models.Index(fields=["state", "created_at"], name="sync_error_state_idx"),
             models.Index(fields=["connection", "state"], name="sync_error_connection_idx"),
         ]
 

@@ -63,8 +63,8 @@ class ImportJob(TimeStampedModel):
         db_table = "integration_import_jobs"
         ordering = ("-created_at", "-id")
         indexes = [
-            models.Index(fields=["client", "-created_at"], name="import_job_client_idx"),
-            models.Index(fields=["status", "-created_at"], name="import_job_status_idx"),
+            models.Index(fields=["client", "created_at"], name="import_job_client_idx"),
+            models.Index(fields=["status", "created_at"], name="import_job_status_idx"),
         ]
         constraints = [
             models.CheckConstraint(

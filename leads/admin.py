@@ -179,7 +179,9 @@ class LeadAdmin(FastListAdminMixin, admin.ModelAdmin):
     )
     list_display_links = ("__str__",)
     list_filter = ("client", "status", "source", MarketFilter, "urgency", OwnerFilter, "has_data_quality_issues")
-    list_select_related = ("client", "owner")
+    # Not the client: an INNER JOIN to the small client table makes MariaDB start from the
+    # clients and filesort every lead; the page's clients come in one prefetch query instead.
+    list_select_related = ("owner",)
     # Only columns with an index behind them can be sorted.
     sortable_by = ("captured_at", "status", "source", "urgency")
     search_fields = ("full_name",)  # shows the box; the actual lookup is lead_search_q below
@@ -280,6 +282,9 @@ class LeadAdmin(FastListAdminMixin, admin.ModelAdmin):
                 ((f.get("field"), f.get("reason"), f.get("value", "")) for f in obj.data_quality_flags),
             ),
         )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("client")
 
     def get_search_results(self, request, queryset, search_term):
         q = lead_search_q(search_term)

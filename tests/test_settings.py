@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _manage(*args, **env):
     base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ENVIRONMENT", "ALLOWED_HOSTS"}}
-    base.setdefault("DATABASE_URL", "sqlite:////tmp/zartsalgo-deploy-check.sqlite3")
+    # The deploy check is about settings; a throwaway SQLite file keeps it independent of which
+    # databases exist (model checks open a connection).
+    base["DATABASE_URL"] = "sqlite:////tmp/zartsalgo-deploy-check.sqlite3"
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120
     )
