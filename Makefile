@@ -41,6 +41,7 @@ install: $(VENV)/.installed
 run: install
 	DEBUG=1 $(PY) manage.py migrate --noinput
 	DEBUG=1 $(PY) manage.py seed_demo
+	DEBUG=1 $(PY) manage.py seed_demo_webhooks
 	DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
 
 .PHONY: test
@@ -66,6 +67,16 @@ beat: install
 # Uses its own database zartsalgo_bench on 127.0.0.1 unless DATABASE_URL is set; BENCH_ARGS="--leads 100000 ..." to vary.
 bench: install
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+.PHONY: bench-webhooks
+# Webhook ingest (gunicorn + wrk, c=32), Celery normalize/apply throughput and CSV import on MariaDB
+# (see bench/README.md). Own database zartsalgo_bench_webhooks, Redis db 9; starts and stops all it
+# needs. Installs wrk (Debian) if missing. BENCH_WEBHOOKS_ARGS="--duration 10 --skip-csv" to vary.
+bench-webhooks: install
+	@command -v wrk >/dev/null 2>&1 || { echo "bench-webhooks: installing wrk (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq wrk; fi; }
+	$(PY) bench/webhooks.py $(BENCH_WEBHOOKS_ARGS)
 
 .PHONY: clean
 clean:
