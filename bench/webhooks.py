@@ -1,6 +1,6 @@
 """Webhook ingest, processing and CSV import throughput on MariaDB (see "Webhooks" in bench/README.md).
 
-    make bench-webhooks                                 # everything, ~13 minutes on 2 cores
+    make bench-webhooks                                 # everything, ~12 minutes on 2 cores
     .venv/bin/python bench/webhooks.py --duration 10 --skip-csv
     .venv/bin/python bench/webhooks.py --skip-processing   # ingest only, ~2.5 minutes
 
@@ -14,9 +14,10 @@ One run, which starts and stops everything it needs:
    the baseline (one INSERT, 200), signed Twilio inbound SMS, signed SendGrid batches of 3 events.
    Then row counts prove nothing was lost or doubled.
 2. Processing. Real `celery -A zartsalgo worker` processes drain the queued raw events (prefork
-   -c 2 on the ingest backlog, then other pool shapes on fresh batches); the inline baseline calls
-   services.raw_event_process() in a loop; queries per event and a cProfile of the loop say where
-   the time goes.
+   -c 2 on the ingest backlog, then on fresh batches: the per-event mode
+   INTEGRATIONS_PROCESS_BATCH_SIZE=1, prefork -c 4, threads -c 8); the inline baseline calls
+   services.raw_event_process() in a loop, one event per transaction vs 50; queries per event and
+   cProfiles of processing and of one delivery say where the time goes.
 3. CSV import (integrations/imports.py): a generated CSV of --csv-rows rows, dry run, and a real
    import of the first --csv-import-rows rows, each in a child process for a clean peak RSS.
 
@@ -837,10 +838,12 @@ def duplicate_keys() -> int:
         return cursor.fetchone()[0]
 
 
-# Celery pool shapes tried on fresh batches after the ingest backlog (prefork -c 2) is drained.
-WORKER_SHAPES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
-    ("celery prefork -c 4", [("prefork", 4)]),
-    ("celery threads -c 8", [("threads", 8)]),
+# Celery pool shapes tried on fresh batches after the ingest backlog (prefork -c 2) is drained,
+# with environment overrides: INTEGRATIONS_PROCESS_BATCH_SIZE=1 is the project's per-event mode.
+WORKER_SHAPES: tuple[tuple[str, list[tuple[str, int]], dict[str, str]], ...] = (
+    ("celery prefork -c 2, batch size 1", [("prefork", 2)], {"INTEGRATIONS_PROCESS_BATCH_SIZE": "1"}),
+    ("celery prefork -c 4", [("prefork", 4)], {}),
+    ("celery threads -c 8", [("threads", 8)], {}),
 )
 
 
@@ -929,6 +932,21 @@ class Drain:
     note: str = ""
     cpu: dict[str, Any] = field(default_factory=dict)
     normalized_events: int = -1  # rows in integration_normalized_events from these raw events
+    task_errors: dict[str, int] = field(default_factory=dict)  # failed Celery tasks by exception, from the logs
+
+
+def task_errors(logs: list[Path]) -> dict[str, int]:
+    """Tasks that raised, by exception class (the worker logs "Task … raised unexpected: Name(…)")."""
+    import re
+
+    found: Counter = Counter()
+    for path in logs:
+        with contextlib.suppress(OSError), open(path, errors="replace") as handle:
+            for line in handle:
+                match = re.search(r"raised unexpected: (\w+)", line)
+                if match:
+                    found[match.group(1)] += 1
+    return dict(found)
 
 
 def normalized_count(lo: int, hi: int) -> int:
@@ -946,6 +964,7 @@ def drain_with_celery(env, label: str, workers: list[tuple[str, int]], lo: int, 
     no raw event of [lo, hi] is still `received`, stop them."""
     total = sum(status_counts(lo, hi).values())
     procs = []
+    logs: list[Path] = []
     meter = CpuMeter()
     t0 = time.monotonic()
     for index, (pool, concurrency) in enumerate(workers):
@@ -968,8 +987,11 @@ def drain_with_celery(env, label: str, workers: list[tuple[str, int]], lo: int, 
             "-n",
             f"bench{index}-{pool}{concurrency}@%h",
         ]
-        slug = label.replace(" ", "_").replace("/", "_")
-        procs.append(PROCS.start(f"celery-{index}", cmd, env=env, log_path=OUT_DIR / f"celery-{slug}-{index}.log"))
+        slug = "".join(ch if ch.isalnum() else "_" for ch in label)
+        log_path = OUT_DIR / f"celery-{slug}-{index}.log"
+        log_path.unlink(missing_ok=True)  # one run per file: its ERROR lines are counted below
+        logs.append(log_path)
+        procs.append(PROCS.start(f"celery-{index}", cmd, env=env, log_path=log_path))
     result = Drain(label=label, events=total)
     last_report = t0
     try:
@@ -996,6 +1018,7 @@ def drain_with_celery(env, label: str, workers: list[tuple[str, int]], lo: int, 
             PROCS.stop(proc, timeout=60)
     result.statuses = status_counts(lo, hi)
     result.normalized_events = normalized_count(lo, hi)
+    result.task_errors = task_errors(logs)
     result.processed, result.seconds = processed_span(lo, hi)
     result.rate = (result.processed - 1) / result.seconds if result.seconds > 0 else 0.0
     log(
@@ -1023,7 +1046,7 @@ def drain_inline(traffic: Traffic, count: int, *, per_transaction: int = 1) -> D
                 statuses[str(raw_event_process(raw_event_id=pk))] += 1
     seconds = time.perf_counter() - t0
     cpu = meter.stop()
-    label = "inline loop, 1 process" + (f", {per_transaction} per transaction" if per_transaction > 1 else "")
+    label = f"inline, 1 proc, {per_transaction} event{'s' if per_transaction > 1 else ''}/txn"
     result = Drain(
         label=label,
         events=len(ids),
@@ -1036,6 +1059,34 @@ def drain_inline(traffic: Traffic, count: int, *, per_transaction: int = 1) -> D
     )
     log(f"{result.label}: {result.processed:,} events, {result.rate:,.0f} events/s, statuses {result.statuses}")
     return result
+
+
+def inline_ab(traffic: Traffic, count: int, *, batch: int = 50, rounds: int = 3) -> list[Drain]:
+    """The inline loop one event per transaction vs `batch` per transaction, alternated over
+    `rounds` rounds so drift (table growth, other load) hits both sides alike."""
+    merged: dict[int, Drain] = {}
+    cpu: dict[int, list[dict[str, Any]]] = {1: [], batch: []}
+    for _ in range(rounds):
+        for per in (1, batch):
+            run = drain_inline(traffic, max(batch, count // rounds), per_transaction=per)
+            cpu[per].append(run.cpu)
+            if per not in merged:
+                merged[per] = run
+                continue
+            total = merged[per]
+            total.events += run.events
+            total.processed += run.processed
+            total.seconds += run.seconds
+            total.wall += run.wall
+            total.statuses = dict(Counter(total.statuses) + Counter(run.statuses))
+    for per, total in merged.items():
+        total.rate = total.processed / total.seconds
+        total.label += f", {rounds} rounds"
+        total.cpu = {
+            key: round(sum(c[key] for c in cpu[per]) / len(cpu[per]), 0)
+            for key in ("machine_busy_pct", "mariadb_pct", "foreign_pct")
+        } | {"foreign_top": cpu[per][-1]["foreign_top"]}
+    return [merged[1], merged[batch]]
 
 
 def query_profile(traffic: Traffic, per_kind: int = 5) -> dict[str, Any]:
@@ -1503,7 +1554,7 @@ def cpu_lines(items) -> str:
         if cpu:
             top = f"  [{'; '.join(cpu['foreign_top'])}]" if cpu["foreign_pct"] >= 10 else ""
             lines.append(
-                f"  {name:<42} {cpu['machine_busy_pct']:>4.0f} / {cpu['mariadb_pct']:>4.0f} / "
+                f"  {name:<48} {cpu['machine_busy_pct']:>4.0f} / {cpu['mariadb_pct']:>4.0f} / "
                 f"{cpu['foreign_pct']:>4.0f}{top}"
             )
     return "\n".join(lines)
@@ -1566,19 +1617,27 @@ def report(summary: dict[str, Any]) -> str:
     proc = summary["processing"]
     add("")
     add("2. Normalize + apply (raw_event_process: lock, normalize, NormalizedEvent, leads consumer)")
-    add(f"{'how':<44} {'events':>8} {'events/s':>9} {'first→last s':>13} {'wall s':>8}  statuses")
+    add(f"{'how':<48} {'events':>8} {'events/s':>9} {'first→last s':>13} {'wall s':>8}  statuses")
     for d in proc["runs"]:
         flag = " TIMED OUT" if d["timed_out"] else ""
         add(
-            f"{d['label']:<44} {d['processed']:>8,} {d['rate']:>9,.0f} {d['seconds']:>13.1f} {d['wall']:>8.1f}  "
+            f"{d['label']:<48} {d['processed']:>8,} {d['rate']:>9,.0f} {d['seconds']:>13.1f} {d['wall']:>8.1f}  "
             f"{d['statuses']}{flag}{(' ' + d['note']) if d['note'] else ''}"
         )
     for d in proc["runs"]:
         if d.get("normalized_events", -1) >= 0:
             done = sum(n for status, n in d["statuses"].items() if status in ("normalized", "ignored"))
+            errors = d.get("task_errors") or {}
             add(
                 f"  {d['label']}: {d['events']:,} raw events → {done:,} normalized/ignored "
-                f"({ok(done == d['events'])}), {d['normalized_events']:,} normalized events written"
+                f"({ok(done == d['events'])}), {d['normalized_events']:,} normalized events written; "
+                + (
+                    "tasks that raised: "
+                    + ", ".join(f"{n} {name}" for name, n in errors.items())
+                    + " (their events were rolled back and done again by later tasks)"
+                    if errors
+                    else "no task raised"
+                )
             )
     add(cpu_lines((d["label"], d) for d in proc["runs"]))
     qp = proc.get("queries")
@@ -1752,20 +1811,22 @@ def main(argv: list[str] | None = None) -> int:
         # keep their minimum: the shapes, inline + profiles (~60 s), CSV generation and two short jobs.
         reserve = len(WORKER_SHAPES) * args.shape_timeout + 60 + (0 if args.skip_csv else 150)
         backlog_timeout = max(60.0, min(args.drain_timeout, deadline - time.monotonic() - reserve))
-        backlog = drain_with_celery(
-            env, "celery prefork -c 2 (ingest backlog)", [("prefork", 2)], 1, hi, backlog_timeout
-        )
+        from django.conf import settings
+
+        batch_size = getattr(settings, "INTEGRATIONS_PROCESS_BATCH_SIZE", None)
+        label = "celery prefork -c 2, ingest backlog" + (f", batch {batch_size}" if batch_size else "")
+        backlog = drain_with_celery(env, label, [("prefork", 2)], 1, hi, backlog_timeout)
         runs.append(backlog)
         if backlog.timed_out:  # what is left stays `received`; its messages must not slow the next runs
             log(f"backlog not drained within {backlog_timeout:.0f} s; dropping its remaining Celery messages")
             redis_clear()
-        for label, workers in WORKER_SHAPES:
+        for label, workers, overrides in WORKER_SHAPES:
             ids = make_raw_events(traffic, args.batch_events, enqueue=True)
-            runs.append(drain_with_celery(env, label, workers, min(ids), max(ids), args.shape_timeout))
+            shape_env = {**env, **overrides}
+            runs.append(drain_with_celery(shape_env, label, workers, min(ids), max(ids), args.shape_timeout))
             if runs[-1].timed_out:
                 redis_clear()
-        runs.append(drain_inline(traffic, args.inline_events))
-        runs.append(drain_inline(traffic, args.inline_events, per_transaction=50))
+        runs += inline_ab(traffic, args.inline_events)
         summary["processing"] = {
             "runs": [d.__dict__ for d in runs],
             "queries": query_profile(traffic),

@@ -363,6 +363,10 @@ def _apply_normalized(raw: RawEvent, items: list) -> list[NormalizedEvent]:
                 continue
             try:
                 consumer(event=envelope)
+            except OperationalError as exc:
+                if exc.args and exc.args[0] in (1205, 1213):
+                    raise  # InnoDB rolled the whole transaction back: only the batch fallback can retry
+                raise _StageError(SyncError.Stage.APPLY, exc) from exc
             except Exception as exc:
                 raise _StageError(SyncError.Stage.APPLY, exc) from exc
             event.applied_consumers = [*event.applied_consumers, name]
