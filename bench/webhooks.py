@@ -1611,8 +1611,9 @@ def report(summary: dict[str, Any]) -> str:
         f"({ok(ing['duplicate_keys'] == 0)})"
     )
     add(
-        f"  Celery messages waiting in Redis after ingest: {ing['queued_messages']:,} for "
-        f"{ing['raw_received']:,} received raw events ({ok(ing['queued_messages'] >= ing['raw_received'])})"
+        f"  Celery messages waiting in Redis after ingest: {ing['queued_messages']:,} drain task(s) for "
+        f"{ing['raw_received']:,} received raw events (the doorbell: one per burst; "
+        f"{ok(ing['raw_received'] == 0 or ing['queued_messages'] >= 1)})"
     )
     proc = summary["processing"]
     add("")

@@ -130,8 +130,25 @@ class ConnectionAdmin(admin.ModelAdmin):
         self._set_status(request, queryset, Connection.Status.PAUSED, "Paused by staff")
 
 
+class ReceiptRawEventsInline(admin.TabularInline):
+    model = RawEvent
+    fk_name = "receipt"
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("kind", "status", "attempts", "summary")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(FastListAdminMixin, ReadOnlyAdmin):
+    inlines = (ReceiptRawEventsInline,)
     list_display = (
         "received_at",
         "provider",

@@ -116,9 +116,8 @@ class WebhookEvent(models.Model):
     reason = models.CharField(max_length=500, blank=True)
     events_count = models.PositiveIntegerField(default=0)
     duplicates_count = models.PositiveIntegerField(default=0)
-    raw_event = models.ForeignKey(
-        "RawEvent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="First raw event."
-    )
+    # The raw events of a delivery point here (RawEvent.receipt); no link back, so storing a
+    # delivery is INSERTs only.
 
     class Meta:
         db_table = "event_webhook_events"

@@ -8,6 +8,7 @@ half-written and the retry starts clean.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -17,13 +18,15 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from adminops.services import action_record
+from zartsalgo.db import insert_row, insert_unless_duplicate
 from zartsalgo.events import BusinessEvent
+from zartsalgo.flags import flag_clear, flag_set_if_absent
 from zartsalgo.tasks import enqueue_on_commit
 
 from .models import Connection, CredentialMissing, NormalizedEvent, RawEvent, SyncError, WebhookEvent
@@ -113,7 +116,7 @@ def webhook_receive(
             reason=f"Unknown provider {provider!r}",
             **common,
         )
-    connection = Connection.objects.select_related("client").filter(webhook_token=token, provider=provider).first()
+    connection = _connection_for(provider=provider, token=token)
     if connection is None:
         return _reject(
             connection=None,
@@ -217,35 +220,77 @@ DEADLOCK_RETRIES = 5
 def _store_delivery(
     *, connection, request, remote_addr, signature, parsed, holding, hold_reason, provider
 ) -> WebhookEvent:
+    """The receipt and its raw events in one transaction: two INSERTs for a one-event delivery.
+
+    The receipt is written as accepted and corrected only when every event was a duplicate, the
+    rare case; the common one costs no UPDATE.
+    """
     with transaction.atomic():
-        receipt = WebhookEvent.objects.create(
-            provider=provider,
-            connection=connection,
-            content_type=request.content_type[:100],
-            body_sha256=body_sha256(request.body),
-            body_size=len(request.body),
-            remote_addr=remote_addr,
-            signature=signature,
-            outcome=Outcome.PAUSED if holding else Outcome.ACCEPTED,
-            http_status=200,
-            reason=hold_reason or (connection.status_reason if holding else ""),
-            events_count=len(parsed),
+        receipt = insert_row(
+            WebhookEvent(
+                provider=provider,
+                connection=connection,
+                content_type=request.content_type[:100],
+                body_sha256=body_sha256(request.body),
+                body_size=len(request.body),
+                remote_addr=remote_addr,
+                signature=signature,
+                outcome=Outcome.PAUSED if holding else Outcome.ACCEPTED,
+                http_status=200,
+                reason=hold_reason or (connection.status_reason if holding else ""),
+                events_count=len(parsed),
+            )
         )
         created, duplicates = raw_events_store(connection=connection, receipt=receipt, events=parsed, hold=holding)
-        receipt.duplicates_count = duplicates
-        receipt.raw_event = created[0] if created else None
-        if not created:
-            receipt.outcome = Outcome.DUPLICATE
-        receipt.save(update_fields=["duplicates_count", "raw_event", "outcome"])
+        if duplicates:
+            receipt.duplicates_count = duplicates
+            if not created:
+                receipt.outcome = Outcome.DUPLICATE
+            WebhookEvent.objects.filter(pk=receipt.pk).update(
+                duplicates_count=receipt.duplicates_count, outcome=receipt.outcome
+            )
     return receipt
+
+
+# Deliveries are verified against their connection's secret and routed by it; looking it up
+# is the one query every delivery would otherwise pay. Cached per process for a few seconds:
+# a status change made elsewhere reaches deliveries within that window, and processing
+# re-reads the connection anyway before it applies anything (holds are checked there).
+_CONNECTIONS: dict[tuple[str, str], tuple[float, Connection]] = {}
+_TOUCHED: dict[int, float] = {}
+
+
+def _connection_for(*, provider: str, token: str) -> Connection | None:
+    ttl = settings.INTEGRATIONS_CONNECTION_CACHE_SECONDS
+    now = time.monotonic()
+    cached = _CONNECTIONS.get((provider, token))
+    if cached and now - cached[0] < ttl:
+        return cached[1]
+    connection = Connection.objects.select_related("client").filter(webhook_token=token, provider=provider).first()
+    if connection is not None and ttl > 0:
+        if len(_CONNECTIONS) > 10_000:  # tokens are few; a flood of made-up ones is never cached
+            _CONNECTIONS.clear()
+        _CONNECTIONS[(provider, token)] = (now, connection)
+    return connection
+
+
+def connections_forget_cached() -> None:
+    """Drop this process's cached connections (after a change made here; tests)."""
+    _CONNECTIONS.clear()
+    _TOUCHED.clear()
 
 
 def _connection_touch(connection: Connection, *, hold_reason: str) -> None:
     """Record that the connection is alive. Outside the delivery's transaction on purpose: every
     receipt row holds a shared lock on the connection row (its foreign key), so updating that
-    row inside concurrent deliveries deadlocks them. Skipped when already fresh (under load one
-    write per few seconds, not one per request)."""
+    row inside concurrent deliveries deadlocks them. At most one write per few seconds per
+    process under load (freshness is judged in minutes), not one per request."""
     now = timezone.now()
+    if not hold_reason:
+        last = _TOUCHED.get(connection.pk)
+        if last is not None and time.monotonic() - last < TOUCH_EVERY_SECONDS:
+            return
+        _TOUCHED[connection.pk] = time.monotonic()
     updates: dict[str, Any] = {"last_event_at": now, "stale_since": None}
     rows = Connection.objects.filter(pk=connection.pk)
     if hold_reason:
@@ -256,13 +301,17 @@ def _connection_touch(connection: Connection, *, hold_reason: str) -> None:
                 last_error_at=now,
                 last_error=hold_reason,
             )
+        _CONNECTIONS.pop((connection.provider, connection.webhook_token), None)
     else:
         rows = rows.filter(
             Q(last_event_at__isnull=True)
-            | Q(last_event_at__lt=now - timedelta(seconds=5))
+            | Q(last_event_at__lt=now - timedelta(seconds=TOUCH_EVERY_SECONDS))
             | Q(stale_since__isnull=False)
         )
     rows.update(**updates)
+
+
+TOUCH_EVERY_SECONDS = 5
 
 
 def raw_events_store(
@@ -275,36 +324,91 @@ def raw_events_store(
 ) -> tuple[list[RawEvent], int]:
     """Insert raw events, each unique per (connection, key). Returns (new rows, duplicates).
 
-    Must run inside a transaction; new rows are enqueued for processing when it commits, unless
-    the caller processes them itself (enqueue=False, as the CSV import does row by row).
+    Must run inside a transaction. When it commits, the new rows are announced to the workers
+    (raw_events_ring), unless the caller processes them itself (enqueue=False, as the CSV import
+    does row by row). A duplicate is settled by the UNIQUE key in the INSERT itself.
     """
     created: list[RawEvent] = []
     duplicates = 0
+    status = RawEvent.Status.HELD if hold else RawEvent.Status.RECEIVED
     for event in events:
-        try:
-            with transaction.atomic():
-                raw = RawEvent.objects.create(
-                    connection=connection,
-                    client_id=connection.client_id,
-                    provider=connection.provider,
-                    receipt=receipt,
-                    idempotency_key=event.idempotency_key[:255],
-                    kind=event.kind[:64],
-                    payload=event.payload,
-                    summary=event.summary[:300],
-                    occurred_at=event.occurred_at,
-                    status=RawEvent.Status.HELD if hold else RawEvent.Status.RECEIVED,
-                )
-        except IntegrityError:
+        raw = RawEvent(
+            connection=connection,
+            client_id=connection.client_id,
+            provider=connection.provider,
+            receipt=receipt,
+            idempotency_key=event.idempotency_key[:255],
+            kind=event.kind[:64],
+            payload=event.payload,
+            summary=event.summary[:300],
+            occurred_at=event.occurred_at,
+            status=status,
+        )
+        if insert_unless_duplicate(raw):
+            created.append(raw)
+        else:
             duplicates += 1
-            continue
-        created.append(raw)
-    if enqueue and not hold:
-        from .tasks import process_raw_event
-
-        for raw in created:
-            enqueue_on_commit(process_raw_event, raw.pk)
+    if enqueue and not hold and created:
+        transaction.on_commit(raw_events_ring, robust=True)
     return created, duplicates
+
+
+# --- the doorbell: one queue message per burst, not per event -------------------------------
+
+DRAIN_PENDING_FLAG = "integrations:drain-pending"
+
+
+def raw_events_ring() -> bool:
+    """Tell the workers raw events are waiting; True when a drain task was enqueued.
+
+    A Celery message per event costs the web process a Redis publish per delivery and the
+    workers a task per event. Instead a delivery sets a short-lived "drain pending" key
+    (SET NX): only the first delivery of a burst enqueues a drain task, later ones see the key
+    and know the waiting drain will find their rows. The drain deletes the key before it looks
+    for work, so a row committed after that rings again: nothing waits for the sweeper unless
+    Redis itself is gone, and then the sweeper is the net (rows are the record, not messages).
+    """
+    from .tasks import drain_raw_events
+
+    try:
+        if not flag_set_if_absent(DRAIN_PENDING_FLAG, ttl_seconds=settings.INTEGRATIONS_DRAIN_PENDING_SECONDS):
+            return False
+    except Exception:  # the key is a hint: without it, enqueue anyway
+        logger.warning("drain-pending key unavailable; enqueueing a drain", exc_info=True)
+    try:
+        drain_raw_events.apply_async()
+    except Exception:
+        logger.warning("could not enqueue a drain; the sweeper will pick the rows up", exc_info=True)
+        with contextlib.suppress(Exception):
+            flag_clear(DRAIN_PENDING_FLAG)
+        return False
+    return True
+
+
+def raw_events_drain(*, batch_size: int, max_seconds: float, fan_out: bool = True) -> dict[str, int]:
+    """Process waiting raw events, oldest first, a batch per transaction, until none are left
+    (or max_seconds passed: then ring so another task carries on, and return).
+
+    fan_out: when a batch came back full there is a backlog; ring so an idle worker joins in.
+    Off when tasks run in-process (nobody to join, and ringing would recurse).
+    """
+    try:
+        flag_clear(DRAIN_PENDING_FLAG)
+    except Exception:  # Redis gone: deliveries cannot ring either; the sweeper covers both
+        logger.warning("could not clear the drain-pending flag", exc_info=True)
+    deadline = time.monotonic() + max_seconds
+    totals: dict[str, int] = {}
+    while True:
+        counts = raw_events_process_batch(raw_event_id=None, batch_size=batch_size)
+        if not counts:
+            return totals
+        for status, n in counts.items():
+            totals[status] = totals.get(status, 0) + n
+        if time.monotonic() > deadline:
+            raw_events_ring()
+            return totals
+        if fan_out and sum(counts.values()) >= batch_size:
+            raw_events_ring()
 
 
 # --- processing -----------------------------------------------------------------------------
@@ -392,8 +496,9 @@ def raw_event_process(*, raw_event_id: int) -> str:
         return _process_locked(raw)
 
 
-def raw_events_process_batch(*, raw_event_id: int, batch_size: int) -> dict[str, int]:
-    """Process the given raw event and up to batch_size - 1 other waiting ones in one transaction.
+def raw_events_process_batch(*, raw_event_id: int | None, batch_size: int) -> dict[str, int]:
+    """Process the given raw event (if any) and other waiting ones, up to batch_size, in one
+    transaction.
 
     One commit per batch instead of per event is most of the cost of a small event on InnoDB
     (the log flush). Each event still runs in its own savepoint: one failure is recorded and
@@ -411,25 +516,25 @@ def raw_events_process_batch(*, raw_event_id: int, batch_size: int) -> dict[str,
         return _process_batch(raw_event_id=raw_event_id, batch_size=1)
 
 
-def _process_batch(*, raw_event_id: int, batch_size: int) -> dict[str, int]:
+def _process_batch(*, raw_event_id: int | None, batch_size: int) -> dict[str, int]:
     counts: dict[str, int] = {}
     with transaction.atomic():
-        ids = list(
-            RawEvent.objects.select_for_update(skip_locked=True)
-            .filter(pk=raw_event_id, status__in=[RawEvent.Status.RECEIVED, RawEvent.Status.FAILED])
-            .values_list("pk", flat=True)
-        )
-        if batch_size > len(ids):
-            ids += list(
-                RawEvent.objects.select_for_update(skip_locked=True)
-                .filter(status=RawEvent.Status.RECEIVED)
-                .exclude(pk=raw_event_id)
-                .order_by("received_at", "id")
-                .values_list("pk", flat=True)[: batch_size - len(ids)]
+        # Whole rows in the locking read itself: one round trip claims the batch.
+        raws: list[RawEvent] = []
+        if raw_event_id is not None:
+            raws = list(
+                RawEvent.objects.select_for_update(skip_locked=True).filter(
+                    pk=raw_event_id, status__in=[RawEvent.Status.RECEIVED, RawEvent.Status.FAILED]
+                )
             )
-        if not ids:
+        if batch_size > len(raws):
+            waiting = RawEvent.objects.select_for_update(skip_locked=True).filter(status=RawEvent.Status.RECEIVED)
+            if raw_event_id is not None:
+                waiting = waiting.exclude(pk=raw_event_id)
+            raws += list(waiting.order_by("received_at", "id")[: batch_size - len(raws)])
+        if not raws:
             return counts
-        raws = list(RawEvent.objects.filter(pk__in=ids).order_by("received_at", "id"))
+        raws.sort(key=lambda r: (r.received_at, r.pk))
         connections = Connection.objects.select_related("client").in_bulk({r.connection_id for r in raws})
         for raw in raws:
             raw.connection = connections[raw.connection_id]
@@ -505,22 +610,25 @@ def _record_failure(raw: RawEvent, failure: _StageError) -> None:
 
 
 def raw_events_requeue_due(*, stuck_after: timedelta, limit: int = 1000) -> int:
-    """The sweeper: re-enqueue raw events a lost Celery message left in `received`, and failed
-    ones whose retry time has come. Returns how many were enqueued."""
-    from .tasks import process_raw_event
+    """The sweeper: find raw events a lost message left in `received` (one drain task takes them
+    all, oldest first) and failed ones whose retry time has come (a task each: the drain only
+    claims `received`). Returns how many rows it found."""
+    from .tasks import drain_raw_events, process_raw_event
 
     now = timezone.now()
-    ids = list(
-        RawEvent.objects.filter(
-            Q(status=RawEvent.Status.RECEIVED, received_at__lt=now - stuck_after)
-            | Q(status=RawEvent.Status.FAILED, next_attempt_at__lte=now)
-        )
-        .order_by("received_at")
+    stuck = RawEvent.objects.filter(status=RawEvent.Status.RECEIVED, received_at__lt=now - stuck_after)
+    stuck_count = stuck.order_by().values("pk")[:limit].count()
+    due = list(
+        RawEvent.objects.filter(status=RawEvent.Status.FAILED, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )
-    for pk in ids:
+    if stuck_count:
+        # Not through the doorbell: the sweeper is the net for when that hint itself is wrong.
+        drain_raw_events.apply_async()
+    for pk in due:
         process_raw_event.apply_async(args=[pk])
-    return len(ids)
+    return stuck_count + len(due)
 
 
 # --- staff actions: replay, retry, resolve, connections ---------------------------------------
@@ -638,15 +746,15 @@ def connection_create(
 
 def connection_set_status(*, connection: Connection, status: str, actor, reason: str = "") -> Connection:
     """Change a connection's state. Leaving paused/uncertain releases every held raw event, in
-    the order received, so processing resumes exactly where it stopped."""
-    from .tasks import process_raw_event
-
+    the order received, so processing resumes exactly where it stopped (the drain takes the
+    oldest first)."""
     with transaction.atomic():
         connection = Connection.objects.select_for_update().get(pk=connection.pk)
         previous = connection.status
         connection.status = status
         connection.status_reason = reason[:500]
         connection.save(update_fields=["status", "status_reason", "updated_at"])
+        connections_forget_cached()
         released = 0
         if not connection.holds_processing:
             held = list(
@@ -655,8 +763,8 @@ def connection_set_status(*, connection: Connection, status: str, actor, reason:
                 .values_list("pk", flat=True)
             )
             RawEvent.objects.filter(pk__in=held).update(status=RawEvent.Status.RECEIVED)
-            for pk in held:
-                enqueue_on_commit(process_raw_event, pk)
+            if held:
+                transaction.on_commit(raw_events_ring, robust=True)
             released = len(held)
         action_record(
             verb="connection.status",

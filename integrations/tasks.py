@@ -15,6 +15,16 @@ def process_raw_event(raw_event_id: int) -> dict[str, int]:
     )
 
 
+@shared_task(name="integrations.tasks.drain_raw_events", bind=True)
+def drain_raw_events(self) -> dict[str, int]:
+    # Rung by deliveries (services.raw_events_ring): works through whatever is waiting.
+    return services.raw_events_drain(
+        batch_size=settings.INTEGRATIONS_PROCESS_BATCH_SIZE,
+        max_seconds=settings.INTEGRATIONS_DRAIN_MAX_SECONDS,
+        fan_out=not self.request.is_eager,
+    )
+
+
 @shared_task(name="integrations.tasks.sweep_raw_events")
 def sweep_raw_events() -> int:
     return services.raw_events_requeue_due(stuck_after=timedelta(seconds=settings.INTEGRATIONS_STUCK_AFTER_SECONDS))

@@ -230,6 +230,13 @@ INTEGRATIONS_RETRY_SCHEDULE = env.list("INTEGRATIONS_RETRY_SCHEDULE", cast=int, 
 INTEGRATIONS_STUCK_AFTER_SECONDS = env.int("INTEGRATIONS_STUCK_AFTER_SECONDS", default=60)
 # How many waiting raw events one processing task takes in one transaction (1 = one each).
 INTEGRATIONS_PROCESS_BATCH_SIZE = env.int("INTEGRATIONS_PROCESS_BATCH_SIZE", default=50)
+# A drain task works through waiting raw events for at most this long, then hands over to a
+# fresh task (so a backlog never pins one task past the broker's visibility timeout).
+INTEGRATIONS_DRAIN_MAX_SECONDS = env.int("INTEGRATIONS_DRAIN_MAX_SECONDS", default=60)
+# Lifetime of the "drain pending" hint in Redis; only matters if a drain task is lost.
+INTEGRATIONS_DRAIN_PENDING_SECONDS = 30
+# How long a web process reuses a connection it looked up by webhook token.
+INTEGRATIONS_CONNECTION_CACHE_SECONDS = env.int("INTEGRATIONS_CONNECTION_CACHE_SECONDS", default=5)
 # Largest webhook body accepted (413 above it).
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
 # Absolute base URL providers call (for Twilio's signature and the URLs shown to staff);
