@@ -122,14 +122,24 @@ def action_record(
     target: models.Model | None = None,
     detail: dict[str, Any] | None = None,
 ) -> AdminAction:
-    """Log a change that happens inside the caller's transaction (it commits or not with it)."""
-    action, _ = action_record_intended(
-        verb=verb, actor=actor, summary=summary, client=client, lead=lead, target=target, detail=detail
+    """Log a change that happens inside the caller's transaction (it commits or not with it).
+
+    Written as succeeded in one INSERT: the change and its log row commit together, so there
+    is no moment at which the log could say "intended" for it.
+    """
+    if lead is not None and client is None:
+        client = lead.client
+    return AdminAction.objects.create(
+        verb=verb,
+        summary=summary[:500],
+        client=client,
+        lead=lead,
+        detail=detail or {},
+        state=State.SUCCEEDED,
+        completed_at=timezone.now(),
+        **_actor_fields(actor),
+        **_target_fields(target),
     )
-    action.state = State.SUCCEEDED
-    action.completed_at = action.created_at
-    action.save(update_fields=["state", "completed_at", "updated_at"])
-    return action
 
 
 def action_sweep_stale_intended(*, older_than: timedelta) -> int:

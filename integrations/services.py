@@ -19,12 +19,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import OperationalError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from adminops.services import action_record
-from zartsalgo.db import insert_row, insert_unless_duplicate
+from zartsalgo.db import atomic_step, insert_row, insert_unless_duplicate, retried_as_a_whole
 from zartsalgo.events import BusinessEvent
 from zartsalgo.flags import flag_clear, flag_set_if_absent
 from zartsalgo.tasks import enqueue_on_commit
@@ -348,7 +348,10 @@ def raw_events_store(
             created.append(raw)
         else:
             duplicates += 1
-    if enqueue and not hold and created:
+    if enqueue and not hold and (created or duplicates):
+        # A duplicate rings too: its INSERT locked the existing row until this commit, and a
+        # drain that ran meanwhile skipped that row (SKIP LOCKED). Ringing after the lock is
+        # gone means the row is looked at again at once, not by the sweeper a minute later.
         transaction.on_commit(raw_events_ring, robust=True)
     return created, duplicates
 
@@ -434,23 +437,31 @@ class _StageError(Exception):
         self.original = original
 
 
-def _apply_normalized(raw: RawEvent, items: list) -> list[NormalizedEvent]:
+class _Deferred:
+    """Writes that a fast batch makes once at its end instead of once per event."""
+
+    def __init__(self) -> None:
+        self.applied: list[NormalizedEvent] = []
+        self.done: dict[str, list[int]] = {}
+
+
+def _apply_normalized(raw: RawEvent, items: list, deferred: _Deferred | None) -> list[NormalizedEvent]:
     stored = []
     consumers = _consumers()
     for item in items:
         key = f"{raw.provider}:{raw.connection_id}:{raw.idempotency_key}" + (
             f":{item.key_suffix}" if item.key_suffix else ""
         )
-        event, _ = NormalizedEvent.objects.get_or_create(
+        event = NormalizedEvent(
             idempotency_key=key[:255],
-            defaults={
-                "client_id": raw.client_id,
-                "raw_event": raw,
-                "event_type": item.event_type,
-                "occurred_at": item.occurred_at,
-                "data": item.data,
-            },
+            client_id=raw.client_id,
+            raw_event=raw,
+            event_type=item.event_type,
+            occurred_at=item.occurred_at,
+            data=item.data,
         )
+        if not insert_unless_duplicate(event):  # a replay, or a retry after a partial apply
+            event = NormalizedEvent.objects.get(idempotency_key=key[:255])
         envelope = BusinessEvent(
             normalized_event_id=event.pk,
             event_type=event.event_type,
@@ -459,7 +470,7 @@ def _apply_normalized(raw: RawEvent, items: list) -> list[NormalizedEvent]:
             provider=raw.provider,
             data=event.data,
             signal=item.signal,
-            lead=event.lead,
+            lead=event.lead if event.lead_id else None,
         )
         for consumer in consumers:
             name = f"{consumer.__module__}.{consumer.__name__}"
@@ -476,7 +487,10 @@ def _apply_normalized(raw: RawEvent, items: list) -> list[NormalizedEvent]:
             event.applied_consumers = [*event.applied_consumers, name]
         event.lead = envelope.lead
         event.applied_at = timezone.now()
-        event.save(update_fields=["lead", "applied_consumers", "applied_at"])
+        if deferred is not None:
+            deferred.applied.append(event)
+        else:
+            event.save(update_fields=["lead", "applied_consumers", "applied_at"])
         stored.append(event)
     return stored
 
@@ -493,7 +507,11 @@ def raw_event_process(*, raw_event_id: int) -> str:
         if raw.status not in (RawEvent.Status.RECEIVED, RawEvent.Status.FAILED):
             return raw.status
         raw.connection = Connection.objects.select_related("client").get(pk=raw.connection_id)
-        return _process_locked(raw)
+        return _process_locked(raw, deferred=None)
+
+
+class _RerunCarefully(Exception):
+    """An event failed inside a fast batch: the batch rolls back and runs again, step by step."""
 
 
 def raw_events_process_batch(*, raw_event_id: int | None, batch_size: int) -> dict[str, int]:
@@ -501,22 +519,30 @@ def raw_events_process_batch(*, raw_event_id: int | None, batch_size: int) -> di
     transaction.
 
     One commit per batch instead of per event is most of the cost of a small event on InnoDB
-    (the log flush). Each event still runs in its own savepoint: one failure is recorded and
-    rolled back alone. The other events' own queue messages later find them done and return.
+    (the log flush). First the batch runs fast: no savepoint per event, the raw-event and
+    normalized-event updates made once at the end. If anything in it fails, the whole batch
+    rolls back and runs again carefully: each event in its own savepoint, so a failure is
+    recorded and rolled back alone. Same results either way; the fast path is the common one.
     """
+    if batch_size > 1:
+        try:
+            with retried_as_a_whole():
+                return _process_batch(raw_event_id=raw_event_id, batch_size=batch_size, fast=True)
+        except Exception as exc:  # anything: the batch was rolled back whole, nothing is lost
+            logger.info("fast batch from raw event %s failed (%s); re-running it carefully", raw_event_id, exc)
     try:
-        return _process_batch(raw_event_id=raw_event_id, batch_size=batch_size)
+        return _process_batch(raw_event_id=raw_event_id, batch_size=batch_size, fast=False)
     except OperationalError as exc:
         # Two batches touching the same leads in opposite orders can deadlock; InnoDB rolled
-        # the victim back whole. Do just this task's own event; the rest go back to the queue
-        # through their own messages or the sweeper.
+        # the victim back whole. Do just this task's own event (or the oldest one); the rest go
+        # back to the queue through the next drain or the sweeper.
         if not (exc.args and exc.args[0] in (1205, 1213)) or batch_size == 1:
             raise
         logger.info("batch from raw event %s deadlocked; processing it alone", raw_event_id)
-        return _process_batch(raw_event_id=raw_event_id, batch_size=1)
+        return _process_batch(raw_event_id=raw_event_id, batch_size=1, fast=False)
 
 
-def _process_batch(*, raw_event_id: int | None, batch_size: int) -> dict[str, int]:
+def _process_batch(*, raw_event_id: int | None, batch_size: int, fast: bool) -> dict[str, int]:
     counts: dict[str, int] = {}
     with transaction.atomic():
         # Whole rows in the locking read itself: one round trip claims the batch.
@@ -536,15 +562,32 @@ def _process_batch(*, raw_event_id: int | None, batch_size: int) -> dict[str, in
             return counts
         raws.sort(key=lambda r: (r.received_at, r.pk))
         connections = Connection.objects.select_related("client").in_bulk({r.connection_id for r in raws})
+        deferred = _Deferred() if fast else None
         for raw in raws:
             raw.connection = connections[raw.connection_id]
-            status = _process_locked(raw)
+            status = _process_locked(raw, deferred=deferred)
             counts[status] = counts.get(status, 0) + 1
+        if deferred is not None:
+            _flush(deferred)
     return counts
 
 
-def _process_locked(raw: RawEvent) -> str:
-    """The work on one raw event whose row lock the caller holds inside a transaction."""
+def _flush(deferred: _Deferred) -> None:
+    if deferred.applied:
+        NormalizedEvent.objects.bulk_update(deferred.applied, ["lead", "applied_consumers", "applied_at"])
+    now = timezone.now()
+    for status, ids in deferred.done.items():
+        RawEvent.objects.filter(pk__in=ids).update(
+            status=status, processed_at=now, next_attempt_at=None, last_error="", attempts=F("attempts") + 1
+        )
+
+
+def _process_locked(raw: RawEvent, *, deferred: _Deferred | None) -> str:
+    """The work on one raw event whose row lock the caller holds inside a transaction.
+
+    deferred: the fast batch's end-of-batch writes; a failure then raises _RerunCarefully
+    instead of being recorded (the careful re-run records it). None: write and record here.
+    """
     if raw.connection.holds_processing:
         raw.status = RawEvent.Status.HELD
         raw.save(update_fields=["status"])
@@ -552,18 +595,23 @@ def _process_locked(raw: RawEvent) -> str:
     adapter = get_adapter(raw.provider)
     raw.attempts += 1
     try:
-        with transaction.atomic():
+        with atomic_step():
             if adapter is None:
                 raise _StageError(SyncError.Stage.NORMALIZE, LookupError(f"No adapter for provider {raw.provider!r}"))
             try:
                 items = adapter.normalize(raw)
             except Exception as exc:
                 raise _StageError(SyncError.Stage.NORMALIZE, exc) from exc
-            _apply_normalized(raw, items)
+            _apply_normalized(raw, items, deferred)
     except _StageError as failure:
+        if deferred is not None:
+            raise _RerunCarefully(str(failure)) from failure
         _record_failure(raw, failure)
         return raw.status
     raw.status = RawEvent.Status.NORMALIZED if items else RawEvent.Status.IGNORED
+    if deferred is not None and raw.attempts == 1:
+        deferred.done.setdefault(raw.status, []).append(raw.pk)
+        return raw.status
     raw.processed_at = timezone.now()
     raw.next_attempt_at = None
     raw.last_error = ""

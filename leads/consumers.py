@@ -71,8 +71,11 @@ def _advance_delivery(*, provider: str, provider_id: str, kinds: tuple[str, ...]
 def apply_event(*, event: BusinessEvent) -> None:
     actor = f"system:{event.provider}"
     data = event.data
+    lead_locked = False
     if event.signal is not None:
+        # lead_upsert returns the lead created or row-locked in this transaction, current.
         event.lead = lead_upsert(client=event.client, signal=event.signal, actor=actor).lead
+        lead_locked = True
     elif event.lead is None:
         event.lead = _find_lead(event)
 
@@ -89,6 +92,7 @@ def apply_event(*, event: BusinessEvent) -> None:
             delivery_status=data.get("status", ""),
             actor=actor,
             data={k: v for k, v in data.items() if k not in {"body", "summary"}},
+            lead_locked=lead_locked,
         )
     elif event.event_type == "sms.status" and data.get("provider_id"):
         _advance_delivery(

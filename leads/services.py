@@ -8,9 +8,11 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from adminops.services import action_record
+from zartsalgo.db import atomic_step
 from zartsalgo.errors import ApplicationError, InvalidTransition
 
 from . import normalize as norm
@@ -148,21 +150,28 @@ def _merge_flags(existing: list[dict], new: list[norm.Flag], *, cleared_fields: 
 
 def _find_matches(client: Client, values: dict[str, Any]) -> tuple[Lead | None, Lead | None]:
     by_phone = by_email = None
-    ids = []
-    if values["phone_e164"]:
-        ids += list(Lead.objects.filter(client=client, phone_e164=values["phone_e164"]).values_list("id", flat=True))
-    if values["email_normalized"]:
-        ids += list(
-            Lead.objects.filter(client=client, email_normalized=values["email_normalized"]).values_list("id", flat=True)
-        )
-    if not ids:
+    phone, email = values["phone_e164"], values["email_normalized"]
+    if not phone and not email:
         return None, None
-    # Lock in id order: concurrent merges touching the same two leads cannot deadlock.
-    locked = {lead.id: lead for lead in Lead.objects.select_for_update().filter(id__in=sorted(set(ids))).order_by("id")}
-    for lead in locked.values():
-        if values["phone_e164"] and lead.phone_e164 == values["phone_e164"]:
+    if phone and email:
+        ids = list(
+            Lead.objects.filter(Q(phone_e164=phone) | Q(email_normalized=email), client=client).values_list(
+                "id", flat=True
+            )
+        )
+        if not ids:
+            return None, None
+        # Lock in id order: concurrent merges touching the same two leads cannot deadlock.
+        locked = list(Lead.objects.select_for_update().filter(id__in=sorted(set(ids))).order_by("id"))
+    else:
+        # One contact value matches at most one lead (UNIQUE per client): lock it in the read.
+        lookup = {"phone_e164": phone} if phone else {"email_normalized": email}
+        locked = list(Lead.objects.select_for_update().filter(client=client, **lookup))
+    for lead in locked:
+        lead.client = client  # the caller's instance: no query for it later
+        if phone and lead.phone_e164 == phone:
             by_phone = lead
-        if values["email_normalized"] and lead.email_normalized == values["email_normalized"]:
+        if email and lead.email_normalized == email:
             by_email = lead
     return by_phone, by_email
 
@@ -178,7 +187,7 @@ def lead_upsert(*, client: Client, signal: LeadSignal, actor: Actor = "system:le
     occurred_at = signal.occurred_at or timezone.now()
     for attempt in range(3):
         try:
-            with transaction.atomic():
+            with atomic_step():
                 by_phone, by_email = _find_matches(client, values)
                 if by_phone is None and by_email is None:
                     return _lead_create(
@@ -339,7 +348,7 @@ def consent_set(
     if not evidence:
         raise ApplicationError("Consent changes need evidence (where and how it was given or revoked).")
     occurred_at = occurred_at or timezone.now()
-    with transaction.atomic():
+    with atomic_step():
         consent, created = Consent.objects.select_for_update().get_or_create(
             lead=lead,
             channel=channel,
@@ -382,17 +391,20 @@ def activity_record(
     delivery_status: str = "",
     is_internal: bool = True,
     data: dict[str, Any] | None = None,
+    lead_locked: bool = False,
 ) -> tuple[Activity, bool]:
     """Append to the lead's timeline; idempotent on (provider, provider_id, kind).
 
     The first outbound response sets the lead's first-response time and moves a new lead to
-    contacted, so response-time reporting needs no later guesswork.
+    contacted, so response-time reporting needs no later guesswork. lead_locked: the caller
+    holds the lead's row lock in this transaction and its instance is current (as lead_upsert
+    returns it), so it is not read again.
     """
     if kind not in Activity.Kind.values:
         raise ApplicationError(f"Unknown activity kind {kind!r}")
     occurred_at = occurred_at or timezone.now()
     try:
-        with transaction.atomic():
+        with atomic_step():
             activity = Activity.objects.create(
                 client_id=lead.client_id,
                 lead=lead,
@@ -407,7 +419,7 @@ def activity_record(
                 data=data or {},
                 **_actor_fields(actor),
             )
-            _after_activity(lead=lead, activity=activity, actor=actor)
+            _after_activity(lead=lead, activity=activity, actor=actor, lead_locked=lead_locked)
     except IntegrityError:
         if not provider_id:
             raise
@@ -415,8 +427,9 @@ def activity_record(
     return activity, True
 
 
-def _after_activity(*, lead: Lead, activity: Activity, actor: Actor) -> None:
-    lead = Lead.objects.select_for_update().get(pk=lead.pk)
+def _after_activity(*, lead: Lead, activity: Activity, actor: Actor, lead_locked: bool = False) -> None:
+    if not lead_locked:
+        lead = Lead.objects.select_for_update().get(pk=lead.pk)
     changed = []
     if lead.last_activity_at is None or activity.occurred_at > lead.last_activity_at:
         lead.last_activity_at = activity.occurred_at

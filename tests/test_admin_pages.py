@@ -22,7 +22,9 @@ def one_of_everything(acme):
     factories.AdminActionFactory(lead=lead)
     factories.ClientUserFactory(client=acme)
     error = factories.SyncErrorFactory(raw_event__connection__client=acme)
-    factories.WebhookEventFactory(connection=error.connection, raw_event=error.raw_event)
+    receipt = factories.WebhookEventFactory(connection=error.connection)
+    error.raw_event.receipt = receipt  # the receipt page lists its raw events
+    error.raw_event.save(update_fields=["receipt"])
     factories.NormalizedEventFactory(raw_event=error.raw_event, lead=lead)
     factories.ImportJobFactory(client=acme)
     return lead

@@ -1,4 +1,5 @@
-"""Lean single-row INSERTs for the two hot paths that write one row per event (webhook ingest).
+"""Database helpers for the event hot paths: lean single-row INSERTs, and savepoints that a
+whole-transaction retry makes redundant (bottom of the file).
 
 Why not `Model.objects.create()`: on the 2-core machines this runs on, compiling an INSERT through
 the ORM costs more than the database round trip itself, and catching a duplicate with
@@ -14,9 +15,13 @@ statement text once per model, and settle duplicates in the statement itself:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 
 from django.db import connection as default_connection
+from django.db import transaction
 from django.db.models import Model
 
 
@@ -63,3 +68,39 @@ def insert_unless_duplicate(instance: Model) -> bool:
     stays usable. Only for models whose sole UNIQUE keys are the ones a duplicate should hit.
     """
     return _execute(instance, unless_duplicate=True) is not None
+
+
+# --- savepoints that a whole-transaction retry makes redundant -----------------------------------
+
+_RETRIED_AS_A_WHOLE: ContextVar[bool] = ContextVar("retried_as_a_whole", default=False)
+
+
+@contextmanager
+def retried_as_a_whole() -> Iterator[None]:
+    """Declare that the transaction being run is re-run step by step, each step in its own
+    savepoint, if anything in it fails. Inside, `atomic_step()` blocks skip their savepoints.
+
+    A savepoint costs two round trips (SAVEPOINT, RELEASE) and exists only to keep one step's
+    error from spoiling its neighbours. When the caller already promises the careful re-run,
+    the common, error-free case need not pay for them.
+    """
+    token = _RETRIED_AS_A_WHOLE.set(True)
+    try:
+        yield
+    finally:
+        _RETRIED_AS_A_WHOLE.reset(token)
+
+
+def atomic_step() -> transaction.Atomic:
+    """`transaction.atomic()` for one step of a larger unit of work (see retried_as_a_whole).
+
+    Outside `retried_as_a_whole` it is exactly `transaction.atomic()`. Inside, an error in the
+    step marks the whole transaction for rollback instead of only the step; code that catches
+    an error and carries on in the same transaction then fails too, and the caller's careful
+    re-run takes that path with real savepoints.
+    """
+    return transaction.atomic(savepoint=not _RETRIED_AS_A_WHOLE.get())
+
+
+def savepoints_skipped() -> bool:
+    return _RETRIED_AS_A_WHOLE.get()

@@ -41,8 +41,17 @@ def send(deliver, webform, **body_overrides):
     return deliver("webform", connection, body, sign_standard_webhook(secret, body))
 
 
+def test_a_failure_that_clears_on_the_careful_rerun_is_not_recorded(deliver, webform, flaky_consumer):
+    flaky_consumer["remaining"] = 1  # fails in the fast batch only
+    assert send(deliver, webform).status_code == 200
+    raw = RawEvent.objects.get()
+    assert raw.status == "normalized" and raw.attempts == 1
+    assert not SyncError.objects.exists()
+    assert Lead.objects.count() == 1 and NormalizedEvent.objects.count() == 1
+
+
 def test_a_failing_consumer_rolls_back_everything_and_schedules_a_retry(deliver, webform, flaky_consumer):
-    flaky_consumer["remaining"] = 1
+    flaky_consumer["remaining"] = 2  # the fast batch, then the careful re-run
     assert send(deliver, webform).status_code == 200  # the delivery is safe whatever happens next
 
     raw = RawEvent.objects.get()
@@ -164,7 +173,7 @@ def test_silent_connection_is_flagged_stale_once_and_a_delivery_clears_it(delive
 def test_failure_review_actions_are_logged_and_need_a_reason(deliver, webform, flaky_consumer, data_ops_user):
     from zartsalgo.errors import ApplicationError
 
-    flaky_consumer["remaining"] = 1
+    flaky_consumer["remaining"] = 2
     send(deliver, webform)
     errors = SyncError.objects.all()
     assert services.sync_errors_acknowledge(errors=errors, actor=data_ops_user) == 1
@@ -233,7 +242,9 @@ def test_one_task_processes_a_batch_and_isolates_a_failure(webform, flaky_consum
             **sign_standard_webhook(secret, body),
         )  # messages "lost": nothing processed yet
     first = RawEvent.objects.order_by("id").first()
-    flaky_consumer["remaining"] = 1  # the first event of the batch fails, the others must not
+    # The first event fails in the fast batch (all of it rolls back) and again in the careful
+    # re-run, where the other three must still succeed.
+    flaky_consumer["remaining"] = 2
 
     counts = process_raw_event(first.pk)
 
