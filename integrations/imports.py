@@ -66,7 +66,7 @@ from .models import Connection, NormalizedEvent, RawEvent, SyncError
 from .models_imports import REPORT_PROBLEMS_CAP, ImportJob
 from .providers import get_adapter
 from .providers.csv_import import COUNT_FIELDS, CsvImportAdapter, row_key
-from .services import connection_create, raw_event_process, raw_events_store
+from .services import connection_create, raw_event_process, raw_events_process_ids, raw_events_store
 
 logger = logging.getLogger(__name__)
 
@@ -948,12 +948,14 @@ def _apply_rows(
         # enqueue=False: no Celery task per row; the rows are processed right here, in order.
         created, _ = raw_events_store(connection=connection, receipt=None, events=events, enqueue=False)
         stored = {raw.idempotency_key: raw.pk for raw in created}
+        # All of the chunk's rows in one batch (in file order), as the webhook drain does.
+        statuses = raw_events_process_ids(ids=[raw.pk for raw in created])
         for row in to_store:
             raw_id = stored.get(keys[row.number])
             if raw_id is None:  # another run of the same file stored it a moment ago
                 decided[row.number] = ("duplicate", "")
                 continue
-            status = raw_event_process(raw_event_id=raw_id)
+            status = statuses.get(raw_id, "locked")
             if status != RawEvent.Status.NORMALIZED:
                 error = RawEvent.objects.filter(pk=raw_id).values_list("last_error", flat=True).first() or status
                 decided[row.number] = ("failed", f"Not applied: {error} (raw event #{raw_id}; the pipeline retries it)")

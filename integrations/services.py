@@ -542,18 +542,50 @@ def raw_events_process_batch(*, raw_event_id: int | None, batch_size: int) -> di
         return _process_batch(raw_event_id=raw_event_id, batch_size=1, fast=False)
 
 
-def _process_batch(*, raw_event_id: int | None, batch_size: int, fast: bool) -> dict[str, int]:
+def raw_events_process_ids(*, ids: list[int]) -> dict[int, str]:
+    """Process exactly these raw events (those still waiting) as one batch, fast first and
+    carefully if anything fails, as the drain does. Returns each one's resulting status.
+
+    For callers that stored the rows themselves and want them applied now, in order: the CSV
+    import, a chunk of rows at a time, inside its own transaction (the batch is a savepoint).
+    """
+    results: dict[int, str] = {}
+    try:
+        with retried_as_a_whole():
+            _process_batch(raw_event_id=None, batch_size=len(ids), fast=True, only_ids=ids, results=results)
+        return results
+    except Exception as exc:  # rolled back to the batch's savepoint: nothing of it remains
+        logger.info("fast batch of %s given raw events failed (%s); re-running it carefully", len(ids), exc)
+    results.clear()
+    _process_batch(raw_event_id=None, batch_size=len(ids), fast=False, only_ids=ids, results=results)
+    return results
+
+
+def _process_batch(
+    *,
+    raw_event_id: int | None,
+    batch_size: int,
+    fast: bool,
+    only_ids: list[int] | None = None,
+    results: dict[int, str] | None = None,
+) -> dict[str, int]:
     counts: dict[str, int] = {}
     with transaction.atomic():
         # Whole rows in the locking read itself: one round trip claims the batch.
         raws: list[RawEvent] = []
-        if raw_event_id is not None:
+        if only_ids is not None:
+            raws = list(
+                RawEvent.objects.select_for_update(skip_locked=True).filter(
+                    pk__in=only_ids, status=RawEvent.Status.RECEIVED
+                )
+            )
+        elif raw_event_id is not None:
             raws = list(
                 RawEvent.objects.select_for_update(skip_locked=True).filter(
                     pk=raw_event_id, status__in=[RawEvent.Status.RECEIVED, RawEvent.Status.FAILED]
                 )
             )
-        if batch_size > len(raws):
+        if only_ids is None and batch_size > len(raws):
             waiting = RawEvent.objects.select_for_update(skip_locked=True).filter(status=RawEvent.Status.RECEIVED)
             if raw_event_id is not None:
                 waiting = waiting.exclude(pk=raw_event_id)
@@ -567,6 +599,8 @@ def _process_batch(*, raw_event_id: int | None, batch_size: int, fast: bool) -> 
             raw.connection = connections[raw.connection_id]
             status = _process_locked(raw, deferred=deferred)
             counts[status] = counts.get(status, 0) + 1
+            if results is not None:
+                results[raw.pk] = status
         if deferred is not None:
             _flush(deferred)
     return counts
