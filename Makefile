@@ -42,7 +42,9 @@ run: install
 	DEBUG=1 $(PY) manage.py migrate --noinput
 	DEBUG=1 $(PY) manage.py seed_demo
 	DEBUG=1 $(PY) manage.py seed_demo_webhooks
-	DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
+	DEBUG=1 $(PY) manage.py seed_demo_workflows
+	# The embedded beat (delayed workflow steps, sweepers) runs beside the server and stops with it.
+	DEBUG=1 $(PY) manage.py run_scheduler & trap 'kill $$!' EXIT; DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
 
 .PHONY: test
 test: install

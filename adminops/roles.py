@@ -42,6 +42,23 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         # CSV imports: upload a file and watch its job.
         "integrations.view_importjob",
         "integrations.add_importjob",
+        # Workflows: build, publish, enroll, release holds; no deletes (history stays; unenroll).
+        "workflows.view_workflow",
+        "workflows.add_workflow",
+        "workflows.change_workflow",
+        "workflows.view_workflowversion",
+        "workflows.change_workflowversion",
+        "workflows.view_step",
+        "workflows.add_step",
+        "workflows.change_step",
+        "workflows.delete_step",
+        "workflows.view_enrollment",
+        "workflows.add_enrollment",
+        "workflows.change_enrollment",
+        "workflows.view_steprun",
+        "workflows.view_outboundmessage",
+        "workflows.view_stafftask",
+        "workflows.change_stafftask",
     ),
     # Full raw payloads hold names, numbers and message bodies: a separate, smaller group.
     PAYLOAD_REVIEWERS_GROUP: ("integrations.view_raw_payload",),

@@ -41,6 +41,13 @@ class Client(TimeStampedModel):
         default=datetime.time(21, 0), help_text="Local time after which no SMS/email is sent."
     )
     quiet_hours_end = models.TimeField(default=datetime.time(8, 0), help_text="Local time sends may resume.")
+    sends_held = models.BooleanField(
+        default=False, help_text="Hold every workflow send for this client; enrollments keep their place."
+    )
+    sends_held_reason = models.CharField(max_length=300, blank=True)
+    review_url = models.URLField(
+        max_length=500, blank=True, help_text="Where customers leave a review (Google, Yelp…); {{ client.review_url }}."
+    )
     markets = models.JSONField(
         default=list, blank=True, validators=[validate_string_list], help_text="Markets / service areas (a list)."
     )
@@ -173,6 +180,7 @@ class Lead(TimeStampedModel):
     last_activity_at = models.DateTimeField(null=True, blank=True)
 
     # Data quality: a list of {"field", "code", "reason", "value"}; the boolean serves the filter.
+    tags = models.JSONField(default=list, blank=True, help_text='Labels set by staff or workflows, e.g. "collections".')
     data_quality_flags = models.JSONField(default=list, blank=True, editable=False)
     has_data_quality_issues = models.BooleanField(default=False, editable=False)
 

@@ -645,3 +645,25 @@ def client_save(*, client: Client, changed_fields: list[str], actor: Actor, crea
                 detail={"fields": sorted(changed_fields)},
             )
     return client
+
+
+def lead_change_tags(*, lead: Lead, actor: Actor, add: list[str] = (), remove: list[str] = ()) -> Lead:
+    """Add and remove labels ("collections", "vip"); the change is on the timeline."""
+    with transaction.atomic():
+        lead = Lead.objects.select_for_update().get(pk=lead.pk)
+        before = list(lead.tags or [])
+        tags = [t for t in before if t not in set(remove)]
+        tags += [t for t in add if t not in tags]
+        if tags == before:
+            return lead
+        lead.tags = tags
+        lead.save(update_fields=["tags", "updated_at"])
+        Activity.objects.create(
+            client_id=lead.client_id,
+            lead=lead,
+            kind=Activity.Kind.FIELD_CHANGE,
+            summary=f"Tags: {', '.join(tags) or '(none)'}",
+            data={"field": "tags", "before": before, "after": tags},
+            **_actor_fields(actor),
+        )
+    return lead

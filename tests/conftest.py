@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests import factories
+from tests.fakes.provider_server import fake_provider  # noqa: F401 - a fixture for every test module
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -64,17 +65,16 @@ def _celery_in_process(request):
     app.conf.task_always_eager = previous
 
 
-@pytest.fixture
-def celery_worker(transactional_db, tmp_path):
+def start_celery_worker(log_dir, **extra_env) -> tuple[subprocess.Popen, object]:
     """A real Celery worker process on the real broker, reading the test database."""
     db = connection.settings_dict
     database_url = (
         f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
     )
     name = f"pytest-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": settings.REDIS_URL}
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": settings.REDIS_URL, **extra_env}
     env["CELERY_KEY_PREFIX"] = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
-    log = open(tmp_path / f"{name}.log", "w+")  # noqa: SIM115 - closed at teardown
+    log = open(log_dir / f"{name}.log", "w+")  # noqa: SIM115 - closed by stop_celery_worker
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -112,13 +112,24 @@ def celery_worker(transactional_db, tmp_path):
     if proc.poll() is not None:
         log.seek(0)
         pytest.fail(f"Celery worker did not start:\n{log.read()[-3000:]}")
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return proc, log
+
+
+def stop_celery_worker(proc, log) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     log.close()
+
+
+@pytest.fixture
+def celery_worker(transactional_db, tmp_path):
+    proc, log = start_celery_worker(tmp_path)
+    yield proc
+    stop_celery_worker(proc, log)
 
 
 def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.2):

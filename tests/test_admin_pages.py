@@ -27,7 +27,33 @@ def one_of_everything(acme):
     error.raw_event.save(update_fields=["receipt"])
     factories.NormalizedEventFactory(raw_event=error.raw_event, lead=lead)
     factories.ImportJobFactory(client=acme)
+    _one_workflow_of_everything(acme, lead)
     return lead
+
+
+def _one_workflow_of_everything(client, lead):
+    from workflows import services as wf
+    from workflows.models import OutboundMessage, StaffTask, StepRun
+
+    workflow = wf.workflow_create(client=client, name="Follow-up", actor="system:test")
+    wf.step_add(workflow=workflow, kind="send_sms", config={"body": "Hi {{ lead.first_name }}"}, key="hi", actor="t")
+    wf.workflow_publish(workflow=workflow, actor="system:test")
+    wf.step_add(workflow=workflow, kind="exit", config={}, key="done", actor="t")  # a draft v2 exists too
+    enrollment = wf.enrollment_create(workflow=workflow, lead=lead, actor="system:test", run_now=False)
+    StepRun.objects.create(
+        enrollment=enrollment, client=client, step_key="hi", step_kind="send_sms", visit=0, state="succeeded"
+    )
+    OutboundMessage.objects.create(
+        client=client,
+        lead=lead,
+        enrollment=enrollment,
+        step_key="hi",
+        idempotency_key="k",
+        channel="sms",
+        to="+15125550100",
+        body="Hi",
+    )
+    StaffTask.objects.create(client=client, lead=lead, enrollment=enrollment, title="Call back")
 
 
 def _admin_models():

@@ -158,6 +158,8 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "beat-heartbeat": {"task": "adminops.tasks.beat_heartbeat", "schedule": 30.0},
     "sweep-raw-events": {"task": "integrations.tasks.sweep_raw_events", "schedule": 30.0},
+    # Claims due enrollments; its cost follows the due rows (index on state, next_run_at).
+    "workflows-dispatch-due": {"task": "workflows.tasks.dispatch_due", "schedule": 15.0},
     "flag-stale-connections": {"task": "integrations.tasks.flag_stale_connections", "schedule": crontab(minute="*/10")},
     "sweep-stale-intended-actions": {
         "task": "adminops.tasks.sweep_stale_intended_actions",
@@ -223,6 +225,7 @@ ADMIN_COUNT_CAP = env.int("ADMIN_COUNT_CAP", default=10_000)
 # (it upserts the lead the later consumers act on); the workflow engine appends itself here.
 INTEGRATIONS_EVENT_CONSUMERS = [
     "leads.consumers.apply_event",
+    "workflows.consumers.apply_event",
 ]
 # Seconds before retry 1, 2, … of a failed raw event (±20% jitter); after the last, it is dead.
 INTEGRATIONS_RETRY_SCHEDULE = env.list("INTEGRATIONS_RETRY_SCHEDULE", cast=int, default=[30, 120, 600, 3600, 21600])
@@ -237,6 +240,17 @@ INTEGRATIONS_DRAIN_MAX_SECONDS = env.int("INTEGRATIONS_DRAIN_MAX_SECONDS", defau
 INTEGRATIONS_DRAIN_PENDING_SECONDS = 30
 # How long a web process reuses a connection it looked up by webhook token.
 INTEGRATIONS_CONNECTION_CACHE_SECONDS = env.int("INTEGRATIONS_CONNECTION_CACHE_SECONDS", default=5)
+# Workflow sends for a client without a Twilio/SendGrid connection go to a console channel
+# (one JSON line per message in this file, or the log) instead of being held: the embedded demo.
+WORKFLOWS_CONSOLE_CHANNEL = env.bool("WORKFLOWS_CONSOLE_CHANNEL", default=not IS_PRODUCTION)
+WORKFLOWS_CONSOLE_CHANNEL_PATH = env.str("WORKFLOWS_CONSOLE_CHANNEL_PATH", default=str(VAR_DIR / "outbox.jsonl"))
+# Enrollments one scheduler tick claims at most.
+WORKFLOWS_DISPATCH_BATCH = env.int("WORKFLOWS_DISPATCH_BATCH", default=500)
+# Enrollments one task runs (the scheduler's claim is split into tasks of this size).
+WORKFLOWS_RUN_BATCH = env.int("WORKFLOWS_RUN_BATCH", default=50)
+# How long a claimed enrollment (or one whose send is in flight) is left alone before the
+# scheduler may hand it out again: longer than a provider call, short enough to recover.
+WORKFLOWS_LEASE_SECONDS = env.int("WORKFLOWS_LEASE_SECONDS", default=300)
 # Largest webhook body accepted (413 above it).
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
 # Absolute base URL providers call (for Twilio's signature and the URLs shown to staff);
