@@ -62,6 +62,11 @@ def enrollments_dispatch_due(*, limit: int = 500) -> int:
     from .tasks import run_enrollments
 
     now = timezone.now()
+    # A connection that was paused, uncertain or failing may be fine again: enrollments it held
+    # try their send once a minute (and hold again, in place, if it is still not usable).
+    Enrollment.objects.filter(
+        state=Enrollment.State.HELD, hold_kind="channel", held_at__lte=now - timedelta(seconds=60)
+    ).update(state=Enrollment.State.ACTIVE, hold_kind="", hold_reason="", next_run_at=now)
     with transaction.atomic():
         due = list(
             Enrollment.objects.select_for_update(skip_locked=True)
@@ -252,11 +257,12 @@ def enrollment_finish(*, enrollment: Enrollment, state: str, reason: str, detail
     return enrollment
 
 
-def enrollment_hold(*, enrollment: Enrollment, reason: str) -> None:
+def enrollment_hold(*, enrollment: Enrollment, reason: str, kind: str) -> None:
     enrollment.state = Enrollment.State.HELD
     enrollment.hold_reason = reason[:300]
+    enrollment.hold_kind = kind
     enrollment.held_at = timezone.now()
-    enrollment.save(update_fields=["state", "hold_reason", "held_at", "updated_at"])
+    enrollment.save(update_fields=["state", "hold_reason", "hold_kind", "held_at", "updated_at"])
 
 
 # --- exit conditions -----------------------------------------------------------------------------
@@ -503,13 +509,13 @@ def _run_send(enrollment: Enrollment, step: Step, lead: Lead) -> str | _PendingS
     existing = OutboundMessage.objects.select_for_update().filter(idempotency_key=key).first()
     if existing is not None:
         return _resume_send(enrollment, step, existing)
-    hold = _hold_reason(enrollment)
+    hold, kind = _hold_reason(enrollment), "switch"
     channel = None if hold else _channel(enrollment, step.kind)
     if isinstance(channel, str):
-        hold = channel
+        hold, kind = channel, "channel"
     if hold:
         _step_run(enrollment, step, StepRun.State.HELD, hold)
-        enrollment_hold(enrollment=enrollment, reason=hold)
+        enrollment_hold(enrollment=enrollment, reason=hold, kind=kind)
         return _STOP
     sms = step.kind == Step.Kind.SEND_SMS
     to = lead.phone_e164 if sms else lead.email_normalized
@@ -594,7 +600,11 @@ def _resume_send(enrollment: Enrollment, step: Step, message: OutboundMessage) -
         "Send outcome unknown: held for review",
         detail={"message_id": message.pk},
     )
-    enrollment_hold(enrollment=enrollment, reason=f"Outcome of message #{message.pk} unknown: check before re-sending")
+    enrollment_hold(
+        enrollment=enrollment,
+        reason=f"Outcome of message #{message.pk} unknown: check before re-sending",
+        kind="send_unknown",
+    )
     return _STOP
 
 
@@ -633,7 +643,11 @@ def _deliver(pending: _PendingSend, *, enrollment_id: int) -> str:
                 f"Outcome unknown: {error}"[:300],
                 detail={"message_id": message.pk},
             )
-            enrollment_hold(enrollment=enrollment, reason=f"Outcome of message #{message.pk} unknown: {error}"[:300])
+            enrollment_hold(
+                enrollment=enrollment,
+                reason=f"Outcome of message #{message.pk} unknown: {error}"[:300],
+                kind="send_unknown",
+            )
             return _STOP
         message.status = OutboundMessage.Status.FAILED
         message.error = str(error)[:2000]
@@ -715,7 +729,7 @@ _HANDLERS = {
 def enrollments_release_held(*, actor, workflow: Workflow | None = None, client=None) -> int:
     """Resume enrollments held by a switch that was just cleared (not those held for an unknown
     send: a person settles those one by one). Each resumes at the step it stopped at."""
-    held = Enrollment.objects.filter(state=Enrollment.State.HELD).exclude(hold_reason__startswith="Outcome of message")
+    held = Enrollment.objects.filter(state=Enrollment.State.HELD).exclude(hold_kind="send_unknown")
     if workflow is not None:
         held = held.filter(workflow=workflow)
     if client is not None:
@@ -724,7 +738,7 @@ def enrollments_release_held(*, actor, workflow: Workflow | None = None, client=
 
     ids = list(held.values_list("pk", flat=True))
     Enrollment.objects.filter(pk__in=ids).update(
-        state=Enrollment.State.ACTIVE, hold_reason="", held_at=None, next_run_at=timezone.now()
+        state=Enrollment.State.ACTIVE, hold_reason="", hold_kind="", held_at=None, next_run_at=timezone.now()
     )
     for pk in ids:
         enqueue_on_commit(run_enrollment, pk)
@@ -758,9 +772,12 @@ def enrollment_release(*, enrollment: Enrollment, actor, resolution: str, note: 
                 enrollment.visit += 1  # a new key: the step sends again
         enrollment.state = Enrollment.State.ACTIVE
         enrollment.hold_reason = ""
+        enrollment.hold_kind = ""
         enrollment.held_at = None
         enrollment.next_run_at = timezone.now()
-        enrollment.save(update_fields=["state", "hold_reason", "held_at", "next_run_at", "visit", "updated_at"])
+        enrollment.save(
+            update_fields=["state", "hold_reason", "hold_kind", "held_at", "next_run_at", "visit", "updated_at"]
+        )
         action_record(
             verb="workflow.release",
             actor=actor,

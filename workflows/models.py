@@ -134,6 +134,15 @@ class Enrollment(TimeStampedModel):
     next_run_at = models.DateTimeField(null=True, blank=True)
     waiting_for = models.CharField(max_length=32, blank=True, help_text="Event a wait step is waiting for.")
     hold_reason = models.CharField(max_length=300, blank=True)
+    hold_kind = models.CharField(
+        max_length=12,
+        choices=[
+            ("switch", "A client or workflow send hold"),
+            ("channel", "The provider connection is not usable"),
+            ("send_unknown", "A send's outcome is unknown (a person decides)"),
+        ],
+        blank=True,
+    )
     held_at = models.DateTimeField(null=True, blank=True)
     exit_reason = models.CharField(max_length=16, choices=ExitReason.choices, blank=True)
     exit_detail = models.CharField(max_length=300, blank=True)

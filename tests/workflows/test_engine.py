@@ -379,3 +379,131 @@ def test_unenroll_and_purge_history_are_logged(lead, outbox, django_capture_on_c
     StepRun.objects.update(started_at=timezone.now() - datetime.timedelta(days=100))
     assert services.step_runs_purge(before=timezone.now() - datetime.timedelta(days=90), actor=ACTOR) == 2
     assert set(AdminAction.objects.values_list("verb", flat=True)) >= {"workflow.unenroll", "workflow.purge_history"}
+
+
+def test_a_paused_connection_holds_sends_in_place_and_they_resume_when_it_is_fixed(
+    lead, monkeypatch, fake_provider, django_capture_on_commit_callbacks
+):
+    monkeypatch.setenv("TEST_TWILIO_HOLD_TOKEN", "secret-token")
+    connection = factories.ConnectionFactory(
+        client=lead.client,
+        provider="twilio",
+        status="paused",
+        status_reason="Number being ported",
+        credentials={"auth_token": "env:TEST_TWILIO_HOLD_TOKEN"},
+        config={"account_sid": "AC" + "4" * 32, "from_number": "+15125550100", "api_base_url": fake_provider.url},
+    )
+    workflow = build(lead.client, [SMS])
+    enrollment = enroll(workflow, lead, django_capture_on_commit_callbacks)
+    enrollment.refresh_from_db()
+    assert (enrollment.state, enrollment.hold_kind, enrollment.step_key) == ("held", "channel", "hello")
+    assert "Number being ported" in enrollment.hold_reason and fake_provider.requests == []
+
+    Enrollment.objects.filter(pk=enrollment.pk).update(held_at=timezone.now() - datetime.timedelta(minutes=2))
+    run_due(django_capture_on_commit_callbacks)  # still paused: tried, held again in place
+    enrollment.refresh_from_db()
+    assert enrollment.state == "held" and fake_provider.requests == []
+
+    connection.status = "connected"
+    connection.save()
+    Enrollment.objects.filter(pk=enrollment.pk).update(held_at=timezone.now() - datetime.timedelta(minutes=2))
+    run_due(django_capture_on_commit_callbacks)
+    enrollment.refresh_from_db()
+    assert enrollment.state == "completed" and len(fake_provider.requests) == 1
+    assert OutboundMessage.objects.get().status == "sent"
+
+
+def _travel(enrollment, capture, *, before_each=None, limit=40):
+    """Run the enrollment through time: each due date is made 'now' in turn (time travel)."""
+    for _ in range(limit):
+        enrollment.refresh_from_db()
+        if enrollment.state not in ("active", "waiting"):
+            return enrollment
+        if before_each:
+            before_each(enrollment)
+            enrollment.refresh_from_db()
+            if enrollment.state not in ("active", "waiting"):
+                return enrollment
+        make_due(enrollment)
+        run_due(capture)
+    raise AssertionError("did not finish")
+
+
+@pytest.mark.parametrize(
+    "key, expected",
+    [
+        ("new-lead-follow-up", ["confirm", "day1-email", "day7-reengage"]),
+        ("post-job-review", ["review-sms", "review-email", "final-ask"]),
+        ("recurring-service-reminder", ["notice-30d", "confirm-14d", "reminder-2d", "day-of"]),
+        ("payment-overdue", ["day1", "day7", "day14"]),
+    ],
+)
+def test_each_template_runs_end_to_end_when_nothing_happens(
+    client_no_quiet, outbox, django_capture_on_commit_callbacks, key, expected
+):
+    from workflows.templates import workflow_from_template
+
+    workflow = workflow_from_template(client=client_no_quiet, key=key, actor=ACTOR)
+    services.workflow_publish(workflow=workflow, actor=ACTOR)
+    lead = factories.LeadFactory(client=client_no_quiet)
+    enrollment = _travel(enroll(workflow, lead, django_capture_on_commit_callbacks), django_capture_on_commit_callbacks)
+    assert enrollment.state == "completed"
+    assert list(OutboundMessage.objects.order_by("id").values_list("step_key", flat=True)) == expected
+    lead.refresh_from_db()
+    if key == "payment-overdue":
+        assert "collections" in lead.tags and StaffTask.objects.filter(title__startswith="Collections review").exists()
+    if key == "new-lead-follow-up":
+        assert StaffTask.objects.get().title.startswith("Day 3 check-in call")
+
+
+def test_templates_take_the_right_path_when_people_act_mid_way(
+    client_no_quiet, outbox, django_capture_on_commit_callbacks
+):
+    from workflows.templates import workflow_from_template
+
+    def make(key):
+        workflow = workflow_from_template(client=client_no_quiet, key=key, actor=ACTOR)
+        services.workflow_publish(workflow=workflow, actor=ACTOR)
+        return workflow
+
+    # A booking after the day-1 email ends New Lead Follow-Up before the call task.
+    lead = factories.LeadFactory(client=client_no_quiet)
+
+    def book_after_email(enrollment):
+        if OutboundMessage.objects.filter(lead=lead, step_key="day1-email").exists():
+            with django_capture_on_commit_callbacks(execute=True):
+                engine.enrollments_on_event(lead=Lead.objects.get(pk=lead.pk), event_type="job.booked", data={})
+                lead_set_status(lead=Lead.objects.get(pk=lead.pk), status="booked", actor=ACTOR)
+                engine.enrollments_on_event(lead=Lead.objects.get(pk=lead.pk), event_type="job.booked", data={})
+
+    done = _travel(
+        enroll(make("new-lead-follow-up"), lead, django_capture_on_commit_callbacks),
+        django_capture_on_commit_callbacks,
+        before_each=book_after_email,
+    )
+    assert (done.state, done.exit_reason) == ("exited", "job_booked")
+    assert not StaffTask.objects.filter(lead=lead).exists()
+
+    # A reply to the review SMS takes the wait step's "yes" path (exit): no email fallback.
+    reviewer = factories.LeadFactory(client=client_no_quiet)
+
+    def reply_when_waiting(enrollment):
+        if enrollment.state == "waiting":
+            NormalizedEvent.objects.create(
+                client=client_no_quiet,
+                lead=reviewer,
+                event_type="sms.received",
+                occurred_at=timezone.now(),
+                idempotency_key=f"reply-{enrollment.pk}",
+                data={},
+            )
+            with django_capture_on_commit_callbacks(execute=True):
+                engine.enrollments_on_event(lead=reviewer, event_type="sms.received", data={})
+
+    done = _travel(
+        enroll(make("post-job-review"), reviewer, django_capture_on_commit_callbacks),
+        django_capture_on_commit_callbacks,
+        before_each=reply_when_waiting,
+    )
+    assert done.state == "completed"
+    assert list(OutboundMessage.objects.filter(lead=reviewer).values_list("step_key", flat=True)) == ["review-sms"]
