@@ -70,6 +70,12 @@ beat: install
 bench: install
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+.PHONY: bench-workflows
+# Workflow engine step runs/s vs Celery no-op tasks/s, and scheduler claim time at 10k vs 1M
+# enrollments (bench/workflows.py; MariaDB + Redis on 127.0.0.1). Args: BENCH_WORKFLOWS_ARGS.
+bench-workflows: install
+	$(PY) bench/workflows.py $(BENCH_WORKFLOWS_ARGS)
+
 .PHONY: bench-webhooks
 # Webhook ingest (gunicorn + wrk, c=32), Celery normalize/apply throughput and CSV import on MariaDB
 # (see bench/README.md). Own database zartsalgo_bench_webhooks, Redis db 9; starts and stops all it

@@ -68,12 +68,18 @@ def enrollments_dispatch_due(*, limit: int = 500) -> int:
         state=Enrollment.State.HELD, hold_kind="channel", held_at__lte=now - timedelta(seconds=60)
     ).update(state=Enrollment.State.ACTIVE, hold_kind="", hold_reason="", next_run_at=now)
     with transaction.atomic():
-        due = list(
-            Enrollment.objects.select_for_update(skip_locked=True)
-            .filter(state__in=[Enrollment.State.ACTIVE, Enrollment.State.WAITING], next_run_at__lte=now)
-            .order_by("next_run_at")
-            .values_list("pk", flat=True)[:limit]
-        )
+        # One state per query: each reads the (state, next_run_at) index in order and stops at
+        # `limit` rows, with no sort, whatever the size of the table.
+        due: list[int] = []
+        for state in (Enrollment.State.ACTIVE, Enrollment.State.WAITING):
+            if len(due) >= limit:
+                break
+            due += list(
+                Enrollment.objects.select_for_update(skip_locked=True)
+                .filter(state=state, next_run_at__lte=now)
+                .order_by("next_run_at")
+                .values_list("pk", flat=True)[: limit - len(due)]
+            )
         if due:
             lease = now + _lease()
             Enrollment.objects.filter(pk__in=due).update(next_run_at=lease, updated_at=now)
