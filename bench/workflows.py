@@ -298,12 +298,12 @@ def measure_claim(client, workflow, *, size: int, due: int, repeats: int, first_
         explain = [dict(zip(columns, row, strict=False)) for row in cursor.fetchall()]
     for _ in range(3):  # warm the pages the claim touches, as a running scheduler has them
         with transaction.atomic():
-            list(qs)
+            list(qs.all())
     timings, selects, updates = [], [], []
     for _ in range(repeats):
         t = time.perf_counter()
         with transaction.atomic():
-            ids = list(qs)
+            ids = list(qs.all())  # a fresh query each time (a queryset caches its rows)
             t_select = time.perf_counter()
             Enrollment.objects.filter(pk__in=ids).update(next_run_at=now + datetime.timedelta(minutes=5))
             t_update = time.perf_counter()
