@@ -315,6 +315,7 @@ class ConsoleChannel:
         if self._path is None:
             logger.info("console channel: %s", line)
         else:
+            self._path.parent.mkdir(parents=True, exist_ok=True)  # var/ does not exist in a fresh clone
             with self._lock, self._path.open("a", encoding="utf-8") as fh:
                 fh.write(line + "\n")
         return result

@@ -362,3 +362,11 @@ def test_console_channel_without_a_path_logs(caplog: pytest.LogCaptureFixture) -
 
     assert result.provider_id in caplog.text
     assert "Hi Dana" in caplog.text
+
+
+def test_console_channel_creates_its_folder(tmp_path):
+    from workflows.channels import ConsoleChannel
+
+    path = tmp_path / "not" / "yet" / "outbox.jsonl"
+    result = ConsoleChannel(path=str(path)).send_sms(to="+15125550143", from_="console", body="Hi")
+    assert result.status == "delivered" and path.read_text().count("\n") == 1
