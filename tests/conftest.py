@@ -41,12 +41,15 @@ def _services_gate(request):
 def _fresh_process_caches():
     """Each test starts without connections or doorbell state cached by an earlier one."""
     from integrations.services import DRAIN_PENDING_FLAG, connections_forget_cached
+    from workflows.engine import steps_forget_cached
     from zartsalgo.flags import flag_clear
 
     connections_forget_cached()
+    steps_forget_cached()
     flag_clear(DRAIN_PENDING_FLAG)
     yield
     connections_forget_cached()
+    steps_forget_cached()
 
 
 @pytest.fixture(autouse=True)

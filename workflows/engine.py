@@ -121,9 +121,10 @@ def enrollment_run(*, enrollment_id: int, claim: str | None = None) -> str:
     """Work the enrollment forward. claim: the lease the scheduler gave it (a stale claim, e.g.
     a redelivered task after someone else ran it, does nothing). Returns the state it ends in."""
     state = "missing"
+    cache: dict = {}
     for _ in range(MAX_STEPS_PER_RUN):
         with transaction.atomic():
-            enrollment = _lock(Enrollment.objects.select_for_update(skip_locked=True).filter(pk=enrollment_id))
+            enrollment = _lock(Enrollment.objects.select_for_update(skip_locked=True).filter(pk=enrollment_id), cache)
             if enrollment is None:
                 return "locked"
             state = enrollment.state
@@ -132,7 +133,7 @@ def enrollment_run(*, enrollment_id: int, claim: str | None = None) -> str:
             claim = None  # only the first step needs the scheduler's claim
             outcome = _run_current(enrollment)
         if isinstance(outcome, _PendingSend):
-            outcome = _deliver(outcome, enrollment_id=enrollment_id)
+            outcome = _deliver(outcome, enrollment_id=enrollment_id, cache=cache)
         if outcome == _STOP:
             return Enrollment.objects.values_list("state", flat=True).get(pk=enrollment_id)
     # A long chain of instant steps (or a loop): let the scheduler pick it up again at once.
@@ -140,20 +141,27 @@ def enrollment_run(*, enrollment_id: int, claim: str | None = None) -> str:
     return Enrollment.State.ACTIVE
 
 
-def _lock(queryset) -> Enrollment | None:
+def _lock(queryset, cache: dict | None = None) -> Enrollment | None:
     """Lock enrollment rows alone, then attach workflow and client. On MariaDB a FOR UPDATE over
     a join would lock the workflow and client rows too, serializing every run of a client."""
     enrollment = queryset.first()
     if enrollment is not None:
-        _attach(enrollment)
+        _attach(enrollment, cache)
     return enrollment
 
 
-def _attach(enrollment: Enrollment) -> Enrollment:
-    enrollment.workflow = Workflow.objects.get(pk=enrollment.workflow_id)
+def _attach(enrollment: Enrollment, cache: dict | None = None) -> Enrollment:
+    """Attach the workflow and client, read once per run (`cache`): they hold the send switches,
+    which must be current when the run starts, not re-read for every step of it."""
     from leads.models import Client
 
-    enrollment.client = Client.objects.get(pk=enrollment.client_id)
+    cache = {} if cache is None else cache
+    key_w, key_c = ("workflow", enrollment.workflow_id), ("client", enrollment.client_id)
+    if key_w not in cache:
+        cache[key_w] = Workflow.objects.get(pk=enrollment.workflow_id)
+    if key_c not in cache:
+        cache[key_c] = Client.objects.get(pk=enrollment.client_id)
+    enrollment.workflow, enrollment.client = cache[key_w], cache[key_c]
     return enrollment
 
 
@@ -168,12 +176,24 @@ def _runnable(enrollment: Enrollment, claim: str | None) -> bool:
     return enrollment.next_run_at is None or enrollment.next_run_at <= now
 
 
+# Steps of a published version never change (publishing freezes them; enrollments only ever
+# pin published versions), so they are read once per process.
+_VERSION_STEPS: dict[int, list[Step]] = {}
+
+
 def _steps(enrollment: Enrollment) -> list[Step]:
-    cache = getattr(enrollment, "_steps_cache", None)
-    if cache is None:
-        cache = list(Step.objects.filter(version_id=enrollment.version_id).order_by("position", "id"))
-        enrollment._steps_cache = cache
-    return cache
+    steps = _VERSION_STEPS.get(enrollment.version_id)
+    if steps is None:
+        if len(_VERSION_STEPS) > 1000:
+            _VERSION_STEPS.clear()
+        steps = list(Step.objects.filter(version_id=enrollment.version_id).order_by("position", "id"))
+        _VERSION_STEPS[enrollment.version_id] = steps
+    return steps
+
+
+def steps_forget_cached() -> None:
+    """Drop the per-process step cache (tests, where ids are reused after a rollback)."""
+    _VERSION_STEPS.clear()
 
 
 def _resolve(enrollment: Enrollment, step: Step, target: str) -> str | None:
@@ -614,7 +634,7 @@ def _resume_send(enrollment: Enrollment, step: Step, message: OutboundMessage) -
     return _STOP
 
 
-def _deliver(pending: _PendingSend, *, enrollment_id: int) -> str:
+def _deliver(pending: _PendingSend, *, enrollment_id: int, cache: dict | None = None) -> str:
     """Call the provider (no transaction open), then record what happened."""
     result = error = None
     unknown = False
@@ -631,7 +651,7 @@ def _deliver(pending: _PendingSend, *, enrollment_id: int) -> str:
         logger.exception("send of message %s raised", pending.message_id)
         error, unknown = exc, True
     with transaction.atomic():
-        enrollment = _attach(Enrollment.objects.select_for_update().get(pk=enrollment_id))
+        enrollment = _attach(Enrollment.objects.select_for_update().get(pk=enrollment_id), cache)
         message = OutboundMessage.objects.select_for_update().get(pk=pending.message_id)
         step = next(s for s in _steps(enrollment) if s.key == message.step_key)
         action = AdminAction.objects.get(pk=message.action_id)
