@@ -23,7 +23,7 @@ _ALLOWED_FROM: dict[str, tuple[str, ...]] = {
 }
 
 
-def _actor_fields(actor: Actor) -> dict[str, Any]:
+def actor_fields(actor: Actor) -> dict[str, Any]:
     if isinstance(actor, str):
         label = actor if ":" in actor else f"system:{actor}"
         return {"actor_user": None, "actor_label": label[:150]}
@@ -62,7 +62,7 @@ def action_record_intended(
         "lead": lead,
         "detail": detail or {},
         "state": State.INTENDED,
-        **_actor_fields(actor),
+        **actor_fields(actor),
         **_target_fields(target),
     }
     if idempotency_key is None:
@@ -137,7 +137,7 @@ def action_record(
         detail=detail or {},
         state=State.SUCCEEDED,
         completed_at=timezone.now(),
-        **_actor_fields(actor),
+        **actor_fields(actor),
         **_target_fields(target),
     )
 

@@ -524,22 +524,33 @@ def raw_events_process_batch(*, raw_event_id: int | None, batch_size: int) -> di
     rolls back and runs again carefully: each event in its own savepoint, so a failure is
     recorded and rolled back alone. Same results either way; the fast path is the common one.
     """
-    if batch_size > 1:
-        try:
-            with retried_as_a_whole():
-                return _process_batch(raw_event_id=raw_event_id, batch_size=batch_size, fast=True)
-        except Exception as exc:  # anything: the batch was rolled back whole, nothing is lost
-            logger.info("fast batch from raw event %s failed (%s); re-running it carefully", raw_event_id, exc)
+    if batch_size == 1:
+        return _process_batch(raw_event_id=raw_event_id, batch_size=1, fast=False)
     try:
-        return _process_batch(raw_event_id=raw_event_id, batch_size=batch_size, fast=False)
+        return _fast_then_careful(
+            what=f"from raw event {raw_event_id}", raw_event_id=raw_event_id, batch_size=batch_size
+        )
     except OperationalError as exc:
         # Two batches touching the same leads in opposite orders can deadlock; InnoDB rolled
         # the victim back whole. Do just this task's own event (or the oldest one); the rest go
         # back to the queue through the next drain or the sweeper.
-        if not (exc.args and exc.args[0] in (1205, 1213)) or batch_size == 1:
+        if not (exc.args and exc.args[0] in (1205, 1213)):
             raise
         logger.info("batch from raw event %s deadlocked; processing it alone", raw_event_id)
         return _process_batch(raw_event_id=raw_event_id, batch_size=1, fast=False)
+
+
+def _fast_then_careful(*, what: str, **batch) -> dict[str, int]:
+    """Run a batch fast (no savepoint per event); if anything fails, the batch was rolled back
+    whole, and it runs again carefully, one savepoint per event, where failures are recorded."""
+    try:
+        with retried_as_a_whole():
+            return _process_batch(fast=True, **batch)
+    except Exception as exc:  # anything: nothing of the fast attempt remains
+        logger.info("fast batch %s failed (%s); re-running it carefully", what, exc)
+    if batch.get("results") is not None:
+        batch["results"].clear()
+    return _process_batch(fast=False, **batch)
 
 
 def raw_events_process_ids(*, ids: list[int]) -> dict[int, str]:
@@ -550,14 +561,13 @@ def raw_events_process_ids(*, ids: list[int]) -> dict[int, str]:
     import, a chunk of rows at a time, inside its own transaction (the batch is a savepoint).
     """
     results: dict[int, str] = {}
-    try:
-        with retried_as_a_whole():
-            _process_batch(raw_event_id=None, batch_size=len(ids), fast=True, only_ids=ids, results=results)
-        return results
-    except Exception as exc:  # rolled back to the batch's savepoint: nothing of it remains
-        logger.info("fast batch of %s given raw events failed (%s); re-running it carefully", len(ids), exc)
-    results.clear()
-    _process_batch(raw_event_id=None, batch_size=len(ids), fast=False, only_ids=ids, results=results)
+    _fast_then_careful(
+        what=f"of {len(ids)} given raw events",
+        raw_event_id=None,
+        batch_size=len(ids),
+        only_ids=ids,
+        results=results,
+    )
     return results
 
 

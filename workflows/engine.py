@@ -441,24 +441,11 @@ def _run_update(enrollment: Enrollment, step: Step, lead: Lead) -> str:
         if config.get("status") and config["status"] != lead.status:
             lead_set_status(lead=lead, status=config["status"], actor=ACTOR, reason=f"Workflow {enrollment.workflow}")
             done.append(f"status → {config['status']}")
-        if config.get("add_tag") or config.get("remove_tag"):
-            lead_change_tags(
-                lead=lead,
-                actor=ACTOR,
-                add=[config["add_tag"]] if config.get("add_tag") else [],
-                remove=[config["remove_tag"]] if config.get("remove_tag") else [],
-            )
-            done.append(
-                ", ".join(
-                    filter(
-                        None,
-                        [
-                            config.get("add_tag") and f"+{config['add_tag']}",
-                            config.get("remove_tag") and f"-{config['remove_tag']}",
-                        ],
-                    )
-                )
-            )
+        add = [config["add_tag"]] if config.get("add_tag") else []
+        remove = [config["remove_tag"]] if config.get("remove_tag") else []
+        if add or remove:
+            lead_change_tags(lead=lead, actor=ACTOR, add=add, remove=remove)
+            done.append(", ".join([*(f"+{t}" for t in add), *(f"-{t}" for t in remove)]))
     except ApplicationError as exc:  # e.g. a status move the pipeline does not allow from here
         _complete_run(
             enrollment, step, summary=f"Not applied: {exc}", state=StepRun.State.FAILED, detail={"error": str(exc)}
@@ -833,8 +820,9 @@ def enrollments_on_event(*, lead: Lead, event_type: str, data: dict[str, Any]) -
         status = data.get("status", "")
         if status in ("opened", "clicked"):
             wakes |= {"email.opened"} | ({"email.clicked"} if status == "clicked" else set())
+    shared: dict = {}  # one read of each workflow and client for all of the lead's enrollments
     live = [
-        _attach(e)
+        _attach(e, shared)
         for e in Enrollment.objects.select_for_update()
         .filter(lead=lead, state__in=list(Enrollment.LIVE_STATES))
         .order_by("id")

@@ -12,22 +12,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from adminops.services import Actor, action_record
+from adminops.services import Actor, action_record, actor_fields
 from leads.models import Client, Lead
 from zartsalgo.errors import ApplicationError, InvalidTransition
 from zartsalgo.tasks import enqueue_on_commit
 
 from .models import Enrollment, Step, Workflow, WorkflowVersion
 from .steps import StepConfigError, step_targets, validate_step_config
-
-
-def _actor_user(actor: Actor):
-    return None if isinstance(actor, str) else actor
-
-
-def _actor_label(actor: Actor) -> str:
-    return actor if isinstance(actor, str) else (actor.get_username() if actor else "")
-
 
 # --- definitions ---------------------------------------------------------------------------------
 
@@ -208,8 +199,8 @@ def workflow_publish(*, workflow: Workflow, actor: Actor, notes: str = "") -> Wo
             raise InvalidTransition("Nothing to publish: the published version has no pending changes.", {})
         version_validate(draft)
         draft.published_at = timezone.now()
-        draft.published_by = _actor_user(actor)
-        draft.published_by_label = _actor_label(actor)
+        who = actor_fields(actor)  # the action log's convention: "user:<name>" / "system:<part>"
+        draft.published_by, draft.published_by_label = who["actor_user"], who["actor_label"]
         draft.notes = notes[:300]
         draft.save(update_fields=["published_at", "published_by", "published_by_label", "notes"])
         workflow.published_version = draft
@@ -319,6 +310,7 @@ def enrollment_create(
     if lead.client_id != workflow.client_id:
         raise ApplicationError("The lead and the workflow belong to different clients.", {})
     first = workflow.published_version.steps.order_by("position", "id").first()
+    who = actor_fields(actor)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -330,8 +322,8 @@ def enrollment_create(
                 state=Enrollment.State.ACTIVE,
                 step_key=first.key if first else "",
                 next_run_at=now,
-                enrolled_by=_actor_user(actor),
-                enrolled_by_label=_actor_label(actor),
+                enrolled_by=who["actor_user"],
+                enrolled_by_label=who["actor_label"],
                 source_event=source_event,
                 live_lead_id=lead.pk,
             )
@@ -407,7 +399,8 @@ def staff_tasks_complete(*, tasks, actor: Actor) -> int:
     with transaction.atomic():
         open_tasks = list(tasks.filter(status=StaffTask.Status.OPEN).select_for_update())
         for task in open_tasks:
-            task.status, task.completed_at, task.completed_by = StaffTask.Status.DONE, now, _actor_user(actor)
+            task.status, task.completed_at = StaffTask.Status.DONE, now
+            task.completed_by = actor_fields(actor)["actor_user"]
             task.save(update_fields=["status", "completed_at", "completed_by", "updated_at"])
             action_record(
                 verb="task.done", actor=actor, client=task.client, lead=task.lead, target=task, summary=task.title

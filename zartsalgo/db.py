@@ -100,7 +100,3 @@ def atomic_step() -> transaction.Atomic:
     re-run takes that path with real savepoints.
     """
     return transaction.atomic(savepoint=not _RETRIED_AS_A_WHOLE.get())
-
-
-def savepoints_skipped() -> bool:
-    return _RETRIED_AS_A_WHOLE.get()

@@ -472,7 +472,7 @@ def test_templates_take_the_right_path_when_people_act_mid_way(
     def book_after_email(enrollment):
         if OutboundMessage.objects.filter(lead=lead, step_key="day1-email").exists():
             with django_capture_on_commit_callbacks(execute=True):
-                engine.enrollments_on_event(lead=Lead.objects.get(pk=lead.pk), event_type="job.booked", data={})
+                # The booking, then the event about it reaching the workflows consumer.
                 lead_set_status(lead=Lead.objects.get(pk=lead.pk), status="booked", actor=ACTOR)
                 engine.enrollments_on_event(lead=Lead.objects.get(pk=lead.pk), event_type="job.booked", data={})
 
