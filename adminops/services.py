@@ -112,6 +112,33 @@ def action_mark_unknown(*, action: AdminAction, error: str) -> AdminAction:
     return _finish(action, state=State.UNKNOWN, error=error)
 
 
+def action_build(
+    *,
+    verb: str,
+    actor: Actor,
+    summary: str,
+    client=None,
+    lead=None,
+    target: models.Model | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AdminAction:
+    """The unsaved row action_record writes: for callers that write many at once
+    (actions_record_many), such as a batch of webhook events."""
+    if lead is not None and client is None:
+        client = lead.client
+    return AdminAction(
+        verb=verb,
+        summary=summary[:500],
+        client=client,
+        lead=lead,
+        detail=detail or {},
+        state=State.SUCCEEDED,
+        completed_at=timezone.now(),
+        **actor_fields(actor),
+        **_target_fields(target),
+    )
+
+
 def action_record(
     *,
     verb: str,
@@ -127,19 +154,17 @@ def action_record(
     Written as succeeded in one INSERT: the change and its log row commit together, so there
     is no moment at which the log could say "intended" for it.
     """
-    if lead is not None and client is None:
-        client = lead.client
-    return AdminAction.objects.create(
-        verb=verb,
-        summary=summary[:500],
-        client=client,
-        lead=lead,
-        detail=detail or {},
-        state=State.SUCCEEDED,
-        completed_at=timezone.now(),
-        **actor_fields(actor),
-        **_target_fields(target),
+    action = action_build(
+        verb=verb, actor=actor, summary=summary, client=client, lead=lead, target=target, detail=detail
     )
+    action.save(force_insert=True)
+    return action
+
+
+def actions_record_many(actions: list[AdminAction]) -> None:
+    """Write rows from action_build in one INSERT, inside the caller's transaction."""
+    if actions:
+        AdminAction.objects.bulk_create(actions)
 
 
 def action_sweep_stale_intended(*, older_than: timedelta) -> int:

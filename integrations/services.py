@@ -15,6 +15,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import timedelta
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
@@ -449,11 +450,9 @@ def _apply_normalized(raw: RawEvent, items: list, deferred: _Deferred | None) ->
     stored = []
     consumers = _consumers()
     for item in items:
-        key = f"{raw.provider}:{raw.connection_id}:{raw.idempotency_key}" + (
-            f":{item.key_suffix}" if item.key_suffix else ""
-        )
+        key = _normalized_key(raw, item)
         event = NormalizedEvent(
-            idempotency_key=key[:255],
+            idempotency_key=key,
             client_id=raw.client_id,
             raw_event=raw,
             event_type=item.event_type,
@@ -461,7 +460,7 @@ def _apply_normalized(raw: RawEvent, items: list, deferred: _Deferred | None) ->
             data=item.data,
         )
         if not insert_unless_duplicate(event):  # a replay, or a retry after a partial apply
-            event = NormalizedEvent.objects.get(idempotency_key=key[:255])
+            event = NormalizedEvent.objects.get(idempotency_key=key)
         envelope = BusinessEvent(
             normalized_event_id=event.pk,
             event_type=event.event_type,
@@ -604,16 +603,90 @@ def _process_batch(
             return counts
         raws.sort(key=lambda r: (r.received_at, r.pk))
         connections = Connection.objects.select_related("client").in_bulk({r.connection_id for r in raws})
-        deferred = _Deferred() if fast else None
         for raw in raws:
             raw.connection = connections[raw.connection_id]
-            status = _process_locked(raw, deferred=deferred)
+        if fast:
+            deferred = _Deferred()
+            statuses = _process_set(raws, deferred)
+            _flush(deferred)
+        else:
+            statuses = [(raw, _process_locked(raw, deferred=None)) for raw in raws]
+        for raw, status in statuses:
             counts[status] = counts.get(status, 0) + 1
             if results is not None:
                 results[raw.pk] = status
-        if deferred is not None:
-            _flush(deferred)
     return counts
+
+
+def _process_set(raws: list[RawEvent], deferred: _Deferred) -> list[tuple[RawEvent, str]]:
+    """A fast batch, set-wise: normalize every raw event, then hand all the normalized events
+    to each consumer at once (its `apply_events`, when its module has one; else `apply_event`
+    per event, in order), then write the normalized events in one INSERT.
+
+    Only first attempts go this way. A retried or replayed raw event may have normalized events
+    and consumers already applied (idempotency decides what is left): those, and raw events
+    held by their connection, take the per-event path after the set.
+    """
+    fresh = [raw for raw in raws if raw.attempts == 0 and not raw.connection.holds_processing]
+    statuses: list[tuple[RawEvent, str]] = []
+    normalized: list[NormalizedEvent] = []
+    envelopes: list[BusinessEvent] = []
+    for raw in fresh:
+        adapter = get_adapter(raw.provider)
+        raw.attempts = 1
+        try:
+            items = adapter.normalize(raw)
+        except Exception as exc:  # also adapter None: the careful re-run records it
+            raise _RerunCarefully(f"raw event {raw.pk} did not normalize: {exc}") from exc
+        for item in items:
+            event = NormalizedEvent(
+                idempotency_key=_normalized_key(raw, item),
+                client_id=raw.client_id,
+                raw_event=raw,
+                event_type=item.event_type,
+                occurred_at=item.occurred_at,
+                data=item.data,
+            )
+            normalized.append(event)
+            envelopes.append(
+                BusinessEvent(
+                    normalized_event_id=None,
+                    event_type=event.event_type,
+                    client=raw.connection.client,
+                    occurred_at=event.occurred_at,
+                    provider=raw.provider,
+                    data=event.data,
+                    signal=item.signal,
+                )
+            )
+        raw.status = RawEvent.Status.NORMALIZED if items else RawEvent.Status.IGNORED
+        deferred.done.setdefault(raw.status, []).append(raw.pk)
+        statuses.append((raw, raw.status))
+    if envelopes:
+        names = []
+        for consumer in _consumers():
+            batch = getattr(import_module(consumer.__module__), "apply_events", None)
+            if batch is not None:
+                batch(events=envelopes)
+            else:
+                for envelope in envelopes:
+                    consumer(event=envelope)
+            names.append(f"{consumer.__module__}.{consumer.__name__}")
+        now = timezone.now()
+        for event, envelope in zip(normalized, envelopes, strict=True):
+            event.lead = envelope.lead
+            event.applied_consumers = names
+            event.applied_at = now
+        # A key already taken (a race with a replay) fails the INSERT: the careful re-run sorts it out.
+        NormalizedEvent.objects.bulk_create(normalized)
+    done = {raw.pk for raw in fresh}
+    statuses += [(raw, _process_locked(raw, deferred=deferred)) for raw in raws if raw.pk not in done]
+    return statuses
+
+
+def _normalized_key(raw: RawEvent, item) -> str:
+    key = f"{raw.provider}:{raw.connection_id}:{raw.idempotency_key}"
+    return (f"{key}:{item.key_suffix}" if item.key_suffix else key)[:255]
 
 
 def _flush(deferred: _Deferred) -> None:

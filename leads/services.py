@@ -89,7 +89,7 @@ def _actor_fields(actor: Actor) -> dict[str, Any]:
     return {"actor_user": actor, "actor_label": f"user:{actor.get_username()}"}
 
 
-def _normalized_values(client: Client, signal: LeadSignal) -> tuple[dict[str, Any], list[norm.Flag]]:
+def signal_values(client: Client, signal: LeadSignal) -> tuple[dict[str, Any], list[norm.Flag]]:
     flags: list[norm.Flag] = []
     values: dict[str, Any] = {}
 
@@ -183,7 +183,7 @@ def lead_upsert(*, client: Client, signal: LeadSignal, actor: Actor = "system:le
     kept raw and flagged, never dropped. The database's UNIQUE constraints settle races: the
     loser of a concurrent create retries and merges into the winner.
     """
-    values, flags = _normalized_values(client, signal)
+    values, flags = signal_values(client, signal)
     occurred_at = signal.occurred_at or timezone.now()
     for attempt in range(3):
         try:
@@ -209,6 +209,16 @@ def lead_upsert(*, client: Client, signal: LeadSignal, actor: Actor = "system:le
 
 
 def _lead_create(*, client, values, flags, signal, occurred_at, actor) -> LeadUpsertResult:
+    lead = lead_build(client=client, values=values, flags=flags, occurred_at=occurred_at)
+    lead.save()
+    capture = capture_activity_build(lead=lead, signal=signal, occurred_at=occurred_at, actor=actor)
+    capture.save(force_insert=True)
+    _apply_signal_consent(lead=lead, signal=signal, occurred_at=occurred_at, actor=actor, activity=capture)
+    return LeadUpsertResult(lead=lead, created=True, filled=values, flags=lead.data_quality_flags)
+
+
+def lead_build(*, client, values, flags, occurred_at) -> Lead:
+    """The unsaved lead a signal with no match creates (lead_upsert; the leads batch consumer)."""
     lead = Lead(
         client=client,
         **{k: v for k, v in values.items() if k not in ("urgency", "contact_method")},
@@ -219,10 +229,14 @@ def _lead_create(*, client, values, flags, signal, occurred_at, actor) -> LeadUp
         data_quality_flags=[f.as_dict() for f in flags],
         has_data_quality_issues=bool(flags),
     )
-    lead.save()
+    lead.full_name = f"{lead.first_name} {lead.last_name}".strip()  # save() does it too; bulk_create does not
+    return lead
+
+
+def capture_activity_build(*, lead, signal, occurred_at, actor) -> Activity:
     summary = signal.summary or f"Lead captured from {lead.get_source_display()}"
-    capture = Activity.objects.create(
-        client=client,
+    return Activity(
+        client=lead.client,
         lead=lead,
         kind=Activity.Kind.LEAD_CAPTURED,
         occurred_at=occurred_at,
@@ -230,11 +244,46 @@ def _lead_create(*, client, values, flags, signal, occurred_at, actor) -> LeadUp
         data={"source": lead.source, "signal": _signal_snapshot(signal), "flags": lead.data_quality_flags},
         **_actor_fields(actor),
     )
-    _apply_signal_consent(lead=lead, signal=signal, occurred_at=occurred_at, actor=actor, activity=capture)
-    return LeadUpsertResult(lead=lead, created=True, filled=values, flags=lead.data_quality_flags)
+
+
+@dataclass
+class SignalMerge:
+    """What merging one signal into a lead did: the lead instance is changed in memory, the
+    timeline entry and the action log row are built, nothing is written yet."""
+
+    filled: dict[str, Any]
+    conflicts: dict[str, dict[str, Any]]
+    activity: Activity
+    action_summary: str
+    action_detail: dict[str, Any]
 
 
 def _lead_merge(*, lead, other, values, flags, signal, occurred_at, actor) -> LeadUpsertResult:
+    merge = signal_merge(
+        lead=lead, other=other, values=values, flags=flags, signal=signal, occurred_at=occurred_at, actor=actor
+    )
+    lead.save()
+    merge.activity.save(force_insert=True)
+    action_record(
+        verb="lead.merge",
+        actor=actor,
+        lead=lead,
+        target=merge.activity,
+        summary=merge.action_summary,
+        detail=merge.action_detail,
+    )
+    _apply_signal_consent(lead=lead, signal=signal, occurred_at=occurred_at, actor=actor, activity=merge.activity)
+    return LeadUpsertResult(
+        lead=lead, created=False, filled=merge.filled, conflicts=merge.conflicts, flags=lead.data_quality_flags
+    )
+
+
+def signal_merge(*, lead, other, values, flags, signal, occurred_at, actor) -> SignalMerge:
+    """Merge a signal's values into `lead` in memory (lead_upsert; the leads batch consumer).
+
+    Fills empty fields, keeps existing values and records different ones as conflicts, raises
+    urgency, never lowers it. `other`: a second lead the signal's email belongs to.
+    """
     filled: dict[str, Any] = {}
     conflicts: dict[str, dict[str, Any]] = {}
     cleared: set[str] = set()
@@ -282,10 +331,9 @@ def _lead_merge(*, lead, other, values, flags, signal, occurred_at, actor) -> Le
     lead.has_data_quality_issues = bool(lead.data_quality_flags)
     lead.captured_at = min(lead.captured_at, occurred_at)
     lead.last_activity_at = max(lead.last_activity_at or occurred_at, occurred_at)
-    lead.save()
 
     source_label = dict(Lead._meta.get_field("source").choices).get(values["source"], values["source"])
-    merge = Activity.objects.create(
+    activity = Activity(
         client=lead.client,
         lead=lead,
         kind=Activity.Kind.MERGE,
@@ -293,23 +341,20 @@ def _lead_merge(*, lead, other, values, flags, signal, occurred_at, actor) -> Le
         summary=(signal.summary or f"New signal from {source_label} merged into this lead")[:300],
         data={
             "source": values["source"],
-            "filled": {k: v for k, v in filled.items()},
+            "filled": dict(filled),
             "conflicts": conflicts,
             "possible_duplicate_of": other.pk if other else None,
             "signal": _signal_snapshot(signal),
         },
         **_actor_fields(actor),
     )
-    action_record(
-        verb="lead.merge",
-        actor=actor,
-        lead=lead,
-        target=merge,
-        summary=f"Merged a {source_label} signal: filled {len(filled)} field(s), {len(conflicts)} conflict(s)",
-        detail={"filled": sorted(filled), "conflicts": sorted(conflicts)},
+    return SignalMerge(
+        filled=filled,
+        conflicts=conflicts,
+        activity=activity,
+        action_summary=f"Merged a {source_label} signal: filled {len(filled)} field(s), {len(conflicts)} conflict(s)",
+        action_detail={"filled": sorted(filled), "conflicts": sorted(conflicts)},
     )
-    _apply_signal_consent(lead=lead, signal=signal, occurred_at=occurred_at, actor=actor, activity=merge)
-    return LeadUpsertResult(lead=lead, created=False, filled=filled, conflicts=conflicts, flags=lead.data_quality_flags)
 
 
 def _signal_snapshot(signal: LeadSignal) -> dict[str, Any]:
@@ -400,31 +445,61 @@ def activity_record(
     holds the lead's row lock in this transaction and its instance is current (as lead_upsert
     returns it), so it is not read again.
     """
-    if kind not in Activity.Kind.values:
-        raise ApplicationError(f"Unknown activity kind {kind!r}")
-    occurred_at = occurred_at or timezone.now()
+    activity = activity_build(
+        lead=lead,
+        kind=kind,
+        summary=summary,
+        actor=actor,
+        body=body,
+        occurred_at=occurred_at,
+        provider=provider,
+        provider_id=provider_id,
+        delivery_status=delivery_status,
+        is_internal=is_internal,
+        data=data,
+    )
     try:
         with atomic_step():
-            activity = Activity.objects.create(
-                client_id=lead.client_id,
-                lead=lead,
-                kind=kind,
-                occurred_at=occurred_at,
-                summary=summary[:300],
-                body=body,
-                provider=provider,
-                provider_id=provider_id or None,
-                delivery_status=delivery_status,
-                is_internal=is_internal,
-                data=data or {},
-                **_actor_fields(actor),
-            )
+            activity.save(force_insert=True)
             _after_activity(lead=lead, activity=activity, actor=actor, lead_locked=lead_locked)
     except IntegrityError:
         if not provider_id:
             raise
         return Activity.objects.get(provider=provider, provider_id=provider_id, kind=kind), False
     return activity, True
+
+
+def activity_build(
+    *,
+    lead: Lead,
+    kind: str,
+    summary: str,
+    actor: Actor,
+    body: str = "",
+    occurred_at: datetime.datetime | None = None,
+    provider: str = "",
+    provider_id: str | None = None,
+    delivery_status: str = "",
+    is_internal: bool = True,
+    data: dict[str, Any] | None = None,
+) -> Activity:
+    """The unsaved timeline entry activity_record writes (also built by the leads batch consumer)."""
+    if kind not in Activity.Kind.values:
+        raise ApplicationError(f"Unknown activity kind {kind!r}")
+    return Activity(
+        client_id=lead.client_id,
+        lead=lead,
+        kind=kind,
+        occurred_at=occurred_at or timezone.now(),
+        summary=summary[:300],
+        body=body,
+        provider=provider,
+        provider_id=provider_id or None,
+        delivery_status=delivery_status,
+        is_internal=is_internal,
+        data=data or {},
+        **_actor_fields(actor),
+    )
 
 
 def _after_activity(*, lead: Lead, activity: Activity, actor: Actor, lead_locked: bool = False) -> None:
