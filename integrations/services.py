@@ -8,9 +8,11 @@ half-written and the retry starts clean.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import random
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -25,7 +27,13 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from adminops.services import action_record
-from zartsalgo.db import atomic_step, insert_row, insert_unless_duplicate, retried_as_a_whole
+from zartsalgo.db import (
+    atomic_step,
+    insert_row,
+    insert_unless_duplicate,
+    insert_with_dependents,
+    retried_as_a_whole,
+)
 from zartsalgo.events import BusinessEvent
 from zartsalgo.flags import flag_clear, flag_set_if_absent
 from zartsalgo.tasks import enqueue_on_commit
@@ -226,22 +234,39 @@ def _store_delivery(
     The receipt is written as accepted and corrected only when every event was a duplicate, the
     rare case; the common one costs no UPDATE.
     """
-    with transaction.atomic():
-        receipt = insert_row(
-            WebhookEvent(
-                provider=provider,
-                connection=connection,
-                content_type=request.content_type[:100],
-                body_sha256=body_sha256(request.body),
-                body_size=len(request.body),
-                remote_addr=remote_addr,
-                signature=signature,
-                outcome=Outcome.PAUSED if holding else Outcome.ACCEPTED,
-                http_status=200,
-                reason=hold_reason or (connection.status_reason if holding else ""),
-                events_count=len(parsed),
-            )
+    receipt = WebhookEvent(
+        provider=provider,
+        connection=connection,
+        content_type=request.content_type[:100],
+        body_sha256=body_sha256(request.body),
+        body_size=len(request.body),
+        remote_addr=remote_addr,
+        signature=signature,
+        outcome=Outcome.PAUSED if holding else Outcome.ACCEPTED,
+        http_status=200,
+        reason=hold_reason or (connection.status_reason if holding else ""),
+        events_count=len(parsed),
+    )
+    raws = _raw_events_build(connection=connection, receipt=receipt, events=parsed, hold=holding)
+
+    def mark_duplicates(count: int):
+        if not count:
+            return None
+        receipt.duplicates_count = count
+        if count == len(raws):
+            receipt.outcome = Outcome.DUPLICATE
+        return (
+            f"UPDATE {WebhookEvent._meta.db_table} SET duplicates_count = %s, outcome = %s WHERE id = %s",  # noqa: S608
+            [count, receipt.outcome, receipt.pk],
         )
+
+    inserted = insert_with_dependents(receipt, raws, link="receipt", on_duplicates=mark_duplicates)
+    if inserted is not None:  # committed already, in two round trips
+        if not holding:
+            raw_events_ring_soon()  # a duplicate rings too (see raw_events_store)
+        return receipt
+    with transaction.atomic():
+        insert_row(receipt)
         created, duplicates = raw_events_store(connection=connection, receipt=receipt, events=parsed, hold=holding)
         if duplicates:
             receipt.duplicates_count = duplicates
@@ -331,9 +356,23 @@ def raw_events_store(
     """
     created: list[RawEvent] = []
     duplicates = 0
+    for raw in _raw_events_build(connection=connection, receipt=receipt, events=events, hold=hold):
+        if insert_unless_duplicate(raw):
+            created.append(raw)
+        else:
+            duplicates += 1
+    if enqueue and not hold and (created or duplicates):
+        # A duplicate rings too: its INSERT locked the existing row until this commit, and a
+        # drain that ran meanwhile skipped that row (SKIP LOCKED). Ringing after the lock is
+        # gone means the row is looked at again at once, not by the sweeper a minute later.
+        transaction.on_commit(raw_events_ring, robust=True)
+    return created, duplicates
+
+
+def _raw_events_build(*, connection, receipt, events, hold) -> list[RawEvent]:
     status = RawEvent.Status.HELD if hold else RawEvent.Status.RECEIVED
-    for event in events:
-        raw = RawEvent(
+    return [
+        RawEvent(
             connection=connection,
             client_id=connection.client_id,
             provider=connection.provider,
@@ -345,16 +384,8 @@ def raw_events_store(
             occurred_at=event.occurred_at,
             status=status,
         )
-        if insert_unless_duplicate(raw):
-            created.append(raw)
-        else:
-            duplicates += 1
-    if enqueue and not hold and (created or duplicates):
-        # A duplicate rings too: its INSERT locked the existing row until this commit, and a
-        # drain that ran meanwhile skipped that row (SKIP LOCKED). Ringing after the lock is
-        # gone means the row is looked at again at once, not by the sweeper a minute later.
-        transaction.on_commit(raw_events_ring, robust=True)
-    return created, duplicates
+        for event in events
+    ]
 
 
 # --- the doorbell: one queue message per burst, not per event -------------------------------
@@ -387,6 +418,63 @@ def raw_events_ring() -> bool:
             flag_clear(DRAIN_PENDING_FLAG)
         return False
     return True
+
+
+class _Debounce:
+    """Ring at most once per window per process: the first delivery of a quiet spell rings at
+    once (leading edge); later ones inside the window leave one ring for its end (trailing
+    edge, a timer thread). Every row committed before a ring is seen by the drain that ring
+    starts or finds pending, so no row waits longer than the window for its drain."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.last = float("-inf")
+        self.timer: threading.Timer | None = None
+
+    def ring(self, window: float) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if self.timer is not None:
+                return  # the trailing ring is already due, after this row's commit
+            if now - self.last >= window:
+                self.last = now
+                leading = True
+            else:
+                leading = False
+                self.timer = threading.Timer(self.last + window - now, self._trailing)
+                self.timer.daemon = True
+                self.timer.start()
+        if leading:
+            raw_events_ring()
+
+    def _trailing(self) -> None:
+        with self.lock:
+            self.timer = None
+            self.last = time.monotonic()
+        raw_events_ring()
+
+    def flush(self) -> None:
+        """At exit: a trailing ring still due is rung now, not lost with the process."""
+        with self.lock:
+            timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.cancel()
+            raw_events_ring()
+
+
+_DEBOUNCE = _Debounce()
+atexit.register(_DEBOUNCE.flush)
+
+
+def raw_events_ring_soon() -> None:
+    """raw_events_ring for the webhook hot path: a Redis round trip per delivery is a real part
+    of a delivery's cost, and a burst needs one ring, not one per request. Debounced per process
+    for INTEGRATIONS_RING_DEBOUNCE_MS (0 = ring every time)."""
+    window = settings.INTEGRATIONS_RING_DEBOUNCE_MS / 1000
+    if window <= 0:
+        raw_events_ring()
+    else:
+        _DEBOUNCE.ring(window)
 
 
 def raw_events_drain(*, batch_size: int, max_seconds: float, fan_out: bool = True) -> dict[str, int]:

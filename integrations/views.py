@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.http import HttpResponse
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
@@ -24,6 +25,17 @@ def _read_body(request, limit: int) -> bytes | None:
     return None if len(body) > limit else body
 
 
+class _NoNegotiation(BaseContentNegotiation):
+    """The view answers with the provider's own body and content type (TwiML, JSON); there is
+    nothing to negotiate, and DRF's parsing of the Accept header is a cost on every delivery."""
+
+    def select_parser(self, request, parsers):
+        return None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class WebhookView(APIView):
     # Providers authenticate by signature, not by session or token; no CSRF, no DRF parsing:
     # the adapter must see the raw bytes the signature was computed over.
@@ -31,6 +43,7 @@ class WebhookView(APIView):
     permission_classes = [AllowAny]
     parser_classes: list = []
     throttle_classes: list = []
+    content_negotiation_class = _NoNegotiation
 
     def post(self, request, provider: str, token: str):
         limit = settings.WEBHOOK_MAX_BODY_BYTES

@@ -2,6 +2,7 @@
 Celery message per event — and nothing waits on a stale hint for longer than the sweeper."""
 
 import datetime
+import time
 
 import pytest
 from django.test import Client as HttpClient
@@ -63,6 +64,33 @@ def test_a_burst_of_deliveries_enqueues_one_drain_that_processes_them_all(make_c
         # The drain cleared the hint when it started: the next delivery rings again.
         assert post(webform, 99).status_code == 200
         assert ingest_queue_length() == 2
+    finally:
+        app.control.purge()
+        app.conf.task_always_eager = True
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_debounced_burst_rings_once_at_once_and_once_at_the_end_of_the_window(make_connection, settings):
+    settings.INTEGRATIONS_RING_DEBOUNCE_MS = 400
+    secret = webform_secret()
+    webform = (make_connection("webform", signing_secret=secret), secret)
+    app.conf.task_always_eager = False
+    app.control.purge()
+    try:
+        assert post(webform, 1).status_code == 200
+        assert ingest_queue_length() == 1  # the leading ring: at once
+        from zartsalgo.flags import flag_clear
+
+        flag_clear(services.DRAIN_PENDING_FLAG)  # as the drain does when it starts
+        for n in range(2, 6):  # inside the window: no ring of their own...
+            assert post(webform, n).status_code == 200
+        assert ingest_queue_length() == 1
+        deadline = time.monotonic() + 5
+        while ingest_queue_length() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ingest_queue_length() == 2  # ...one trailing ring for all four, after their commits
+        assert services.raw_events_drain(batch_size=50, max_seconds=60, fan_out=False) == {"normalized": 5}
     finally:
         app.control.purge()
         app.conf.task_always_eager = True
