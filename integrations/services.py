@@ -29,6 +29,7 @@ from django.utils.module_loading import import_string
 from adminops.services import action_record
 from zartsalgo.db import (
     atomic_step,
+    build,
     insert_row,
     insert_unless_duplicate,
     insert_with_dependents,
@@ -234,9 +235,10 @@ def _store_delivery(
     The receipt is written as accepted and corrected only when every event was a duplicate, the
     rare case; the common one costs no UPDATE.
     """
-    receipt = WebhookEvent(
+    receipt = build(
+        WebhookEvent,
         provider=provider,
-        connection=connection,
+        connection_id=connection.pk,
         content_type=request.content_type[:100],
         body_sha256=body_sha256(request.body),
         body_size=len(request.body),
@@ -249,19 +251,19 @@ def _store_delivery(
     )
     raws = _raw_events_build(connection=connection, receipt=receipt, events=parsed, hold=holding)
 
-    def mark_duplicates(count: int):
-        if not count:
-            return None
-        receipt.duplicates_count = count
-        if count == len(raws):
+    # Duplicates are known only once the INSERTs ran: the receipt is corrected in the same
+    # transaction (a statement that touches nothing when there were none).
+    finish = (
+        f"UPDATE {WebhookEvent._meta.db_table} SET duplicates_count = @zartsalgo_duplicates, "  # noqa: S608
+        "outcome = IF(@zartsalgo_duplicates = events_count, %s, outcome) "
+        "WHERE id = @zartsalgo_parent_id AND @zartsalgo_duplicates > 0",
+        [Outcome.DUPLICATE],
+    )
+    inserted = insert_with_dependents(receipt, raws, link="receipt", finish=finish)
+    if inserted is not None:  # committed already, in one round trip
+        receipt.duplicates_count = inserted.count(False)
+        if not any(inserted):
             receipt.outcome = Outcome.DUPLICATE
-        return (
-            f"UPDATE {WebhookEvent._meta.db_table} SET duplicates_count = %s, outcome = %s WHERE id = %s",  # noqa: S608
-            [count, receipt.outcome, receipt.pk],
-        )
-
-    inserted = insert_with_dependents(receipt, raws, link="receipt", on_duplicates=mark_duplicates)
-    if inserted is not None:  # committed already, in two round trips
         if not holding:
             raw_events_ring_soon()  # a duplicate rings too (see raw_events_store)
         return receipt
@@ -372,11 +374,12 @@ def raw_events_store(
 def _raw_events_build(*, connection, receipt, events, hold) -> list[RawEvent]:
     status = RawEvent.Status.HELD if hold else RawEvent.Status.RECEIVED
     return [
-        RawEvent(
-            connection=connection,
+        build(
+            RawEvent,
+            connection_id=connection.pk,
             client_id=connection.client_id,
             provider=connection.provider,
-            receipt=receipt,
+            receipt_id=receipt.pk if receipt is not None else None,
             idempotency_key=event.idempotency_key[:255],
             kind=event.kind[:64],
             payload=event.payload,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import datetime
+import functools
 import hashlib
 import json
 import time
@@ -86,6 +87,24 @@ def _lead_id(value: Any) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+@functools.lru_cache(maxsize=64)
+def _load_public_key(raw: str) -> ec.EllipticCurvePublicKey:
+    """The key object for a configured public key. Cached by its text: loading DER is a real part
+    of a delivery's cost, and a rotated key (new text) takes effect on the next delivery."""
+    # The console shows bare base64 DER; tolerate someone pasting it PEM-armoured.
+    if "BEGIN PUBLIC KEY" in raw:
+        raw = "".join(line for line in raw.splitlines() if line and not line.startswith("-----"))
+    try:
+        key = EventWebhook().convert_public_key_to_ecdsa(raw)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # A configured but unreadable key means we cannot tell authentic from forged: hold the
+        # delivery (CredentialMissing) rather than reject what SendGrid would stop retrying.
+        raise CredentialMissing(f"public_key is set but is not a base64 DER public key ({exc})") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise CredentialMissing("public_key is not an elliptic-curve (P-256) key")
+    return key
+
+
 class SendGridAdapter(ProviderAdapter):
     key = "sendgrid"
     label = "SendGrid Event Webhook"
@@ -98,19 +117,7 @@ class SendGridAdapter(ProviderAdapter):
     timestamp_tolerance: ClassVar[int] = 300
 
     def _public_key(self, connection) -> ec.EllipticCurvePublicKey:
-        raw = connection.secret("public_key").strip()
-        # The console shows bare base64 DER; tolerate someone pasting it PEM-armoured.
-        if "BEGIN PUBLIC KEY" in raw:
-            raw = "".join(line for line in raw.splitlines() if line and not line.startswith("-----"))
-        try:
-            key = EventWebhook().convert_public_key_to_ecdsa(raw)
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            # A configured but unreadable key means we cannot tell authentic from forged: hold the
-            # delivery (CredentialMissing) rather than reject what SendGrid would stop retrying.
-            raise CredentialMissing(f"public_key is set but is not a base64 DER public key ({exc})") from exc
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise CredentialMissing("public_key is not an elliptic-curve (P-256) key")
-        return key
+        return _load_public_key(connection.secret("public_key").strip())
 
     def verify(self, request: InboundRequest, connection) -> None:
         signature = request.header(SIGNATURE_HEADER).strip()
