@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from adminops.services import action_record
+from adminops.services import action_build, action_record
 from zartsalgo.db import atomic_step
 from zartsalgo.errors import ApplicationError, InvalidTransition
 
@@ -505,24 +505,65 @@ def activity_build(
 def _after_activity(*, lead: Lead, activity: Activity, actor: Actor, lead_locked: bool = False) -> None:
     if not lead_locked:
         lead = Lead.objects.select_for_update().get(pk=lead.pk)
+    changed, rows = activity_effects(lead=lead, activity=activity, actor=actor)
+    if changed:
+        lead.save(update_fields=[*changed, "updated_at"])
+    for row in rows:
+        row.save(force_insert=True)
+
+
+def activity_effects(*, lead: Lead, activity: Activity, actor: Actor) -> tuple[list[str], list]:
+    """What a new timeline entry changes on its lead, in memory (the caller holds the lead's row
+    lock and writes): the lead's changed fields, and the rows of a status change to insert.
+
+    The first outbound response sets the first-response time and moves a new lead to contacted.
+    """
     changed = []
     if lead.last_activity_at is None or activity.occurred_at > lead.last_activity_at:
         lead.last_activity_at = activity.occurred_at
         changed.append("last_activity_at")
-    if activity.kind in Activity.OUTBOUND_RESPONSE_KINDS and lead.first_response_at is None:
-        lead.first_response_at = activity.occurred_at
-        lead.first_response_seconds = max(0, int((activity.occurred_at - lead.captured_at).total_seconds()))
-        changed += ["first_response_at", "first_response_seconds"]
-    if changed:
-        lead.save(update_fields=[*changed, "updated_at"])
-    if activity.kind in Activity.OUTBOUND_RESPONSE_KINDS and lead.status == Lead.Status.NEW:
-        lead_set_status(
-            lead=lead,
-            status=Lead.Status.CONTACTED,
-            actor=actor,
-            reason="First response sent",
-            occurred_at=activity.occurred_at,
-        )
+    rows: list = []
+    if activity.kind in Activity.OUTBOUND_RESPONSE_KINDS:
+        if lead.first_response_at is None:
+            lead.first_response_at = activity.occurred_at
+            lead.first_response_seconds = max(0, int((activity.occurred_at - lead.captured_at).total_seconds()))
+            changed += ["first_response_at", "first_response_seconds"]
+        if lead.status == Lead.Status.NEW:
+            rows = status_change_apply(
+                lead=lead,
+                status=Lead.Status.CONTACTED,
+                actor=actor,
+                reason="First response sent",
+                occurred_at=activity.occurred_at,
+            )
+            changed += ["status", "lost_reason", "status_changed_at"]
+    return changed, rows
+
+
+def status_change_apply(
+    *, lead: Lead, status: str, actor: Actor, reason: str, occurred_at, lost_reason: str = ""
+) -> list:
+    """Move a locked lead's status in memory; returns the timeline entry and the action log row
+    the change writes (unsaved). The caller has validated the transition."""
+    previous = lead.status
+    lead.status = status
+    lead.lost_reason = lost_reason if status == Lead.Status.LOST else ""
+    lead.status_changed_at = occurred_at
+    text = f"Status {previous} → {status}" + (f" ({lead.get_lost_reason_display()})" if lead.lost_reason else "")
+    activity = Activity(
+        client_id=lead.client_id,
+        lead=lead,
+        kind=Activity.Kind.STATUS_CHANGE,
+        occurred_at=occurred_at,
+        summary=text,
+        body=reason,
+        data={"from": previous, "to": status, "lost_reason": lead.lost_reason},
+        **_actor_fields(actor),
+    )
+    action = action_build(
+        verb="lead.status_change", actor=actor, lead=lead, target=lead, summary=text, detail={"reason": reason}
+    )
+    return [activity, action]
 
 
 def note_add(*, lead: Lead, body: str, actor: Actor) -> Activity:
@@ -572,24 +613,13 @@ def lead_set_status(
                 f"A {current.get_status_display().lower()} lead cannot move to {status}.",
                 {"from": previous, "to": status, "allowed": sorted(STATUS_TRANSITIONS[previous])},
             )
-        lead.status = status
-        lead.lost_reason = lost_reason if status == Lead.Status.LOST else ""
-        lead.status_changed_at = now
+        lead.status = previous  # the row's, not the caller's copy
+        rows = status_change_apply(
+            lead=lead, status=status, actor=actor, reason=reason, occurred_at=now, lost_reason=lost_reason
+        )
         lead.save(update_fields=["status", "lost_reason", "status_changed_at", "updated_at"])
-        text = f"Status {previous} → {status}" + (f" ({lead.get_lost_reason_display()})" if lead.lost_reason else "")
-        Activity.objects.create(
-            client_id=lead.client_id,
-            lead=lead,
-            kind=Activity.Kind.STATUS_CHANGE,
-            occurred_at=now,
-            summary=text,
-            body=reason,
-            data={"from": previous, "to": status, "lost_reason": lead.lost_reason},
-            **_actor_fields(actor),
-        )
-        action_record(
-            verb="lead.status_change", actor=actor, lead=lead, target=lead, summary=text, detail={"reason": reason}
-        )
+        for row in rows:
+            row.save(force_insert=True)
     return lead
 
 

@@ -19,6 +19,7 @@ gets the same text twice.
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,10 +30,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from adminops.models import AdminAction
-from adminops.services import action_mark_failed, action_mark_succeeded, action_mark_unknown, action_record_intended
+from adminops.services import (
+    action_build,
+    action_mark_failed,
+    action_mark_succeeded,
+    action_mark_unknown,
+    action_record_intended,
+)
 from integrations.models import Connection, NormalizedEvent
 from leads.models import Activity, Consent, Lead
-from leads.services import activity_record, lead_change_tags, lead_set_status
+from leads.services import activity_build, activity_effects, activity_record, lead_change_tags, lead_set_status
 from zartsalgo.errors import ApplicationError
 from zartsalgo.tasks import enqueue_on_commit
 
@@ -90,12 +97,17 @@ def enrollments_dispatch_due(*, limit: int = 500) -> int:
 
 
 def enrollments_run(*, enrollment_ids: list[int], claim: str) -> dict[str, int]:
-    """Run claimed enrollments one after another (each in its own transactions). One failing
-    does not stop the others: its lease runs out and the scheduler hands it out again."""
+    """Run claimed enrollments: together, a cycle per transaction (_run_batch), falling back to
+    one at a time (each in its own transactions) for any the batch hands back, and for all of
+    them if the batch itself fails. One failing does not stop the others: its lease runs out
+    and the scheduler hands it out again."""
     states: dict[str, int] = {}
-    for enrollment_id in enrollment_ids:
+    done, due_now, under_claim = _run_batch(enrollment_ids, claim)
+    for state in done.values():
+        states[state] = states.get(state, 0) + 1
+    for enrollment_id, its_claim in [*((pk, None) for pk in due_now), *((pk, claim) for pk in under_claim)]:
         try:
-            state = enrollment_run(enrollment_id=enrollment_id, claim=claim)
+            state = enrollment_run(enrollment_id=enrollment_id, claim=its_claim)
         except Exception:
             logger.exception("enrollment %s failed to run; it is retried when its lease ends", enrollment_id)
             state = "error"
@@ -208,7 +220,8 @@ def _resolve(enrollment: Enrollment, step: Step, target: str) -> str | None:
 
 
 def _run_current(enrollment: Enrollment) -> str | _PendingSend:
-    lead = Lead.objects.get(pk=enrollment.lead_id)
+    batch = _BATCH.get()
+    lead = batch.leads[enrollment.lead_id] if batch is not None else Lead.objects.get(pk=enrollment.lead_id)
     exit_reason = exit_reason_for(enrollment=enrollment, lead=lead)
     if exit_reason is not None:
         enrollment_finish(
@@ -222,6 +235,8 @@ def _run_current(enrollment: Enrollment) -> str | _PendingSend:
     if enrollment.state == Enrollment.State.WAITING:  # its timeout has passed: the "no" path
         _complete_run(enrollment, step, summary="No event before the timeout", detail={"outcome": "no"})
         return _move(enrollment, _resolve(enrollment, step, step.config.get("no", "next")))
+    if batch is not None and step.kind == Step.Kind.UPDATE_LEAD:
+        raise _OneByOne("update_lead changes the lead the batch read")
     handler = _HANDLERS[step.kind]
     return handler(enrollment, step, lead)
 
@@ -235,11 +250,13 @@ def _move(enrollment: Enrollment, key: str | None, *, at: datetime | None = None
     enrollment.state = Enrollment.State.ACTIVE
     enrollment.waiting_for = ""
     enrollment.next_run_at = at or timezone.now()
-    enrollment.save(update_fields=["visit", "step_key", "state", "waiting_for", "next_run_at", "updated_at"])
+    _save(enrollment, ["visit", "step_key", "state", "waiting_for", "next_run_at", "updated_at"])
     return _STOP if at and at > timezone.now() else _CONTINUE
 
 
 def _step_run(enrollment: Enrollment, step: Step, state: str, summary: str = "", **fields) -> StepRun:
+    if (batch := _BATCH.get()) is not None:
+        return batch.step_run(enrollment, step, state, summary, **fields)
     run, created = StepRun.objects.get_or_create(
         enrollment=enrollment,
         step_key=step.key,
@@ -279,7 +296,7 @@ def enrollment_finish(*, enrollment: Enrollment, state: str, reason: str, detail
     enrollment.next_run_at = None
     enrollment.waiting_for = ""
     enrollment.live_lead_id = None
-    enrollment.save()
+    _save(enrollment, None)
     return enrollment
 
 
@@ -288,7 +305,7 @@ def enrollment_hold(*, enrollment: Enrollment, reason: str, kind: str) -> None:
     enrollment.hold_reason = reason[:300]
     enrollment.hold_kind = kind
     enrollment.held_at = timezone.now()
-    enrollment.save(update_fields=["state", "hold_reason", "hold_kind", "held_at", "updated_at"])
+    _save(enrollment, ["state", "hold_reason", "hold_kind", "held_at", "updated_at"])
 
 
 # --- exit conditions -----------------------------------------------------------------------------
@@ -302,12 +319,18 @@ def exit_reason_for(*, enrollment: Enrollment, lead: Lead) -> tuple[str, str] | 
         return reasons.JOB_BOOKED, "The lead booked a job"
     if lead.status == Lead.Status.LOST:
         return reasons.LEAD_LOST, f"Lead marked lost ({lead.get_lost_reason_display() or 'no reason'})"
-    revoked = Consent.objects.filter(lead=lead, state=Consent.State.REVOKED).values_list("channel", flat=True)
+    batch = _BATCH.get()
+    if batch is not None and lead.pk in batch.leads:  # read for the whole batch at the start of its cycle
+        revoked = batch.revoked.get(lead.pk, ())
+        paid = any(at >= enrollment.created_at for at in batch.paid.get(lead.pk, ()))
+    else:
+        revoked = Consent.objects.filter(lead=lead, state=Consent.State.REVOKED).values_list("channel", flat=True)
+        paid = NormalizedEvent.objects.filter(
+            lead=lead, event_type="invoice.paid", occurred_at__gte=enrollment.created_at
+        ).exists()
     if revoked:
         return reasons.UNSUBSCRIBED, f"Consent revoked: {', '.join(sorted(revoked))}"
-    if NormalizedEvent.objects.filter(
-        lead=lead, event_type="invoice.paid", occurred_at__gte=enrollment.created_at
-    ).exists():
+    if paid:
         return reasons.INVOICE_PAID, "An invoice was paid"
     return None
 
@@ -369,7 +392,7 @@ def _run_wait(enrollment: Enrollment, step: Step, lead: Lead) -> str:
     enrollment.state = Enrollment.State.WAITING
     enrollment.waiting_for = event
     enrollment.next_run_at = until
-    enrollment.save(update_fields=["state", "waiting_for", "next_run_at", "updated_at"])
+    _save(enrollment, ["state", "waiting_for", "next_run_at", "updated_at"])
     return _STOP
 
 
@@ -519,11 +542,19 @@ def _hold_reason(enrollment: Enrollment) -> str:
 
 def _run_send(enrollment: Enrollment, step: Step, lead: Lead) -> str | _PendingSend:
     key = f"wf-{enrollment.pk}-{step.key}-{enrollment.visit}"
-    existing = OutboundMessage.objects.select_for_update().filter(idempotency_key=key).first()
+    batch = _BATCH.get()
+    if batch is not None:
+        if key in batch.existing_keys:
+            raise _OneByOne("a message for this step exists already")
+        hold, kind = _hold_reason(enrollment), "switch"
+        channel = None if hold else batch.channel(enrollment, step.kind)
+        if hold or isinstance(channel, str):
+            raise _OneByOne("sends are held")
+    existing = None if batch else OutboundMessage.objects.select_for_update().filter(idempotency_key=key).first()
     if existing is not None:
         return _resume_send(enrollment, step, existing)
     hold, kind = _hold_reason(enrollment), "switch"
-    channel = None if hold else _channel(enrollment, step.kind)
+    channel = None if hold else (batch.channel(enrollment, step.kind) if batch else _channel(enrollment, step.kind))
     if isinstance(channel, str):
         hold, kind = channel, "channel"
     if hold:
@@ -532,6 +563,8 @@ def _run_send(enrollment: Enrollment, step: Step, lead: Lead) -> str | _PendingS
         return _STOP
     sms = step.kind == Step.Kind.SEND_SMS
     to = lead.phone_e164 if sms else lead.email_normalized
+    if not to and batch is not None:
+        raise _OneByOne("no address")
     if not to:
         _complete_run(
             enrollment,
@@ -546,19 +579,21 @@ def _run_send(enrollment: Enrollment, step: Step, lead: Lead) -> str | _PendingS
     if send_at > now:
         _step_run(enrollment, step, StepRun.State.DEFERRED, f"Quiet hours: deferred to {send_at:%Y-%m-%d %H:%M} UTC")
         enrollment.next_run_at = send_at
-        enrollment.save(update_fields=["next_run_at", "updated_at"])
+        _save(enrollment, ["next_run_at", "updated_at"])
         return _STOP
     channel_obj, from_address, callback = channel
     body = render(step.config["body"], lead=lead, client=client)
     subject = "" if sms else render(step.config["subject"], lead=lead, client=client)
-    action, _ = action_record_intended(
-        verb="workflow.send_sms" if sms else "workflow.send_email",
-        actor=ACTOR,
-        lead=lead,
-        summary=f"{step.get_kind_display()} ({enrollment.workflow}, step {step.key}) to {to}",
-        idempotency_key=key,
+    verb, summary = (
+        "workflow.send_sms" if sms else "workflow.send_email",
+        f"{step.get_kind_display()} ({enrollment.workflow}, step {step.key}) to {to}",
     )
-    message = OutboundMessage.objects.create(
+    if batch is not None:  # written at the end of the batch's cycle, before any provider call
+        action = action_build(verb=verb, actor=ACTOR, lead=lead, summary=summary)
+        action.state, action.completed_at, action.idempotency_key = AdminAction.State.INTENDED, None, key
+    else:
+        action, _ = action_record_intended(verb=verb, actor=ACTOR, lead=lead, summary=summary, idempotency_key=key)
+    message = OutboundMessage(
         client_id=enrollment.client_id,
         lead=lead,
         enrollment=enrollment,
@@ -570,13 +605,15 @@ def _run_send(enrollment: Enrollment, step: Step, lead: Lead) -> str | _PendingS
         from_address=from_address,
         subject=subject[:300],
         body=body,
-        action=action,
+        action=action if batch is None else None,
     )
-    _step_run(enrollment, step, StepRun.State.WAITING, "Sending", detail={"message_id": message.pk})
+    if batch is None:
+        message.save(force_insert=True)
+    run = _step_run(enrollment, step, StepRun.State.WAITING, "Sending", detail={"message_id": message.pk})
     # Leased while the provider is called: the scheduler leaves it alone; if this process dies
     # now, the next run finds the message `intended` and holds the enrollment for review.
     enrollment.next_run_at = now + _lease()
-    enrollment.save(update_fields=["next_run_at", "updated_at"])
+    _save(enrollment, ["next_run_at", "updated_at"])
     if sms:
         params = {"to": to, "from_": from_address, "body": body, "status_callback": callback or None}
     else:
@@ -588,7 +625,10 @@ def _run_send(enrollment: Enrollment, step: Step, lead: Lead) -> str | _PendingS
             "text": body,
             "custom_args": {"zid_lead": str(lead.pk), "zid_message": str(message.pk)},
         }
-    return _PendingSend(message_id=message.pk, channel=channel_obj, params=params)
+    pending = _PendingSend(message_id=message.pk, channel=channel_obj, params=params)
+    if batch is not None:
+        batch.sends.append((enrollment, action, message, run, pending))
+    return pending
 
 
 def _resume_send(enrollment: Enrollment, step: Step, message: OutboundMessage) -> str:
@@ -623,20 +663,26 @@ def _resume_send(enrollment: Enrollment, step: Step, message: OutboundMessage) -
 
 def _deliver(pending: _PendingSend, *, enrollment_id: int, cache: dict | None = None) -> str:
     """Call the provider (no transaction open), then record what happened."""
-    result = error = None
-    unknown = False
+    result, error, unknown = _call_provider(pending)
+    return _record_outcome(pending, result, error, unknown, enrollment_id=enrollment_id, cache=cache)
+
+
+def _call_provider(pending: _PendingSend) -> tuple[Any, Exception | None, bool]:
+    """(result, error, outcome unknown?) of one provider call; never raises."""
     try:
         if "from_email" in pending.params:
-            result = pending.channel.send_email(**pending.params)
-        else:
-            result = pending.channel.send_sms(**pending.params)
+            return pending.channel.send_email(**pending.params), None, False
+        return pending.channel.send_sms(**pending.params), None, False
     except SendRejected as exc:
-        error = exc
+        return None, exc, False
     except SendOutcomeUnknown as exc:
-        error, unknown = exc, True
+        return None, exc, True
     except Exception as exc:  # a bug or an unexpected SDK error: we cannot say it was not sent
         logger.exception("send of message %s raised", pending.message_id)
-        error, unknown = exc, True
+        return None, exc, True
+
+
+def _record_outcome(pending, result, error, unknown: bool, *, enrollment_id: int, cache: dict | None = None) -> str:
     with transaction.atomic():
         enrollment = _attach(Enrollment.objects.select_for_update().get(pk=enrollment_id), cache)
         message = OutboundMessage.objects.select_for_update().get(pk=pending.message_id)
@@ -674,7 +720,7 @@ def _deliver(pending: _PendingSend, *, enrollment_id: int, cache: dict | None = 
             _complete_run(enrollment, step, summary=f"Not sent, will retry: {error}"[:300], state=StepRun.State.FAILED)
             enrollment.visit += 1
             enrollment.next_run_at = timezone.now() + timedelta(minutes=2 ** (enrollment.visit % 6))
-            enrollment.save(update_fields=["visit", "next_run_at", "updated_at"])
+            _save(enrollment, ["visit", "next_run_at", "updated_at"])
             return _STOP
         _complete_run(
             enrollment,
@@ -701,6 +747,15 @@ def _record_sent(enrollment, step, message, action, result) -> str:
     message.provider, message.provider_id = result.provider, result.provider_id
     message.sent_at = timezone.now()
     sms = message.channel == OutboundMessage.Channel.SMS
+    if (batch := _BATCH.get()) is not None:
+        batch.record_sent(enrollment, step, message, result)
+        _complete_run(
+            enrollment,
+            step,
+            summary=f"Sent via {result.provider} ({result.provider_id})",
+            detail={"message_id": message.pk},
+        )
+        return _move(enrollment, _resolve(enrollment, step, "next"))
     activity, _ = activity_record(
         lead=message.lead,
         kind=Activity.Kind.SMS_OUTBOUND if sms else Activity.Kind.EMAIL_OUTBOUND,
@@ -734,6 +789,304 @@ _HANDLERS = {
     Step.Kind.UPDATE_LEAD: _run_update,
     Step.Kind.EXIT: _run_exit,
 }
+
+
+# --- batched runs --------------------------------------------------------------------------------
+#
+# A claimed batch runs together, in cycles. One cycle is one transaction: lock the batch's
+# enrollments, read their leads and exit-condition facts once, record the outcome of the sends
+# the previous cycle made, work every enrollment forward in memory through the same step
+# handlers as a single run (their writes are collected by _Batch instead of made one by one),
+# and write it all with a few statements per cycle. The new messages and their `intended` log
+# rows commit with the cycle; the provider calls happen after it, outside any transaction; the
+# next cycle records them. The exactly-once rules of a single run hold unchanged.
+#
+# Whatever a batch cannot do in memory (a send whose message exists already, held sends, an
+# update_lead step, a failed or unknown send) is handed back: the enrollment's writes so far are
+# flushed and it continues on the single-run path.
+
+_BATCH: ContextVar[_Batch | None] = ContextVar("workflows_batch", default=None)
+
+
+class _OneByOne(Exception):
+    """The batch hands this enrollment back to the single-run path, at the step it is on."""
+
+
+def _save(enrollment: Enrollment, fields: list[str] | None) -> None:
+    batch = _BATCH.get()
+    if batch is not None and enrollment.pk in batch.enrollments:
+        return  # written at the end of the cycle, compared with the row as it was read
+    if fields is None:
+        enrollment.save()
+    else:
+        enrollment.save(update_fields=fields)
+
+
+_ENROLLMENT_FIELDS = tuple(
+    f.attname for f in Enrollment._meta.concrete_fields if f.attname not in ("id", "created_at", "updated_at")
+)
+
+
+class _Batch:
+    def __init__(self, enrollments: list[Enrollment], cache: dict) -> None:
+        self.cache = cache
+        self.enrollments = {e.pk: (e, {n: getattr(e, n) for n in _ENROLLMENT_FIELDS}) for e in enrollments}
+        lead_ids = {e.lead_id for e in enrollments}
+        self.leads = Lead.objects.in_bulk(lead_ids)
+        self.revoked: dict[int, list[str]] = {}
+        for lead_id, channel in Consent.objects.filter(lead_id__in=lead_ids, state=Consent.State.REVOKED).values_list(
+            "lead_id", "channel"
+        ):
+            self.revoked.setdefault(lead_id, []).append(channel)
+        self.paid: dict[int, list[datetime]] = {}
+        for lead_id, at in NormalizedEvent.objects.filter(lead_id__in=lead_ids, event_type="invoice.paid").values_list(
+            "lead_id", "occurred_at"
+        ):
+            self.paid.setdefault(lead_id, []).append(at)
+        # Step runs of the steps the enrollments are on (a deferred send, a send in flight):
+        # later steps are new visits, which have none yet.
+        self.runs: dict[tuple[int, str, int], StepRun] = {}
+        positions = {(e.pk, e.step_key, e.visit) for e in enrollments}
+        if positions:
+            rows = StepRun.objects.filter(
+                enrollment_id__in=[p[0] for p in positions], visit__in={p[2] for p in positions}
+            )
+            for run in rows:
+                if (run.enrollment_id, run.step_key, run.visit) in positions:
+                    self.runs[(run.enrollment_id, run.step_key, run.visit)] = run
+        keys = [f"wf-{e.pk}-{e.step_key}-{e.visit}" for e in enrollments]
+        self.existing_keys = set(
+            OutboundMessage.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True)
+        )
+        self.new_runs: list[StepRun] = []
+        self.changed_runs: dict[int, StepRun] = {}
+        self.sends: list[tuple] = []  # (enrollment, action, message, run, pending)
+        self.sent: list[tuple[OutboundMessage, Activity]] = []
+        self.channels: dict[tuple[int, str], Any] = {}
+
+    def channel(self, enrollment: Enrollment, kind: str):
+        key = (enrollment.client_id, kind)
+        if key not in self.channels:
+            self.channels[key] = _channel(enrollment, kind)
+        return self.channels[key]
+
+    def step_run(self, enrollment: Enrollment, step: Step, state: str, summary: str, **fields) -> StepRun:
+        key = (enrollment.pk, step.key, enrollment.visit)
+        run = self.runs.get(key)
+        if run is None:
+            run = StepRun(
+                enrollment_id=enrollment.pk,
+                client_id=enrollment.client_id,
+                step_key=step.key,
+                visit=enrollment.visit,
+                step_kind=step.kind,
+                state=state,
+                summary=summary[:300],
+                **fields,
+            )
+            self.runs[key] = run
+            self.new_runs.append(run)
+            return run
+        run.state, run.summary = state, summary[:300] or run.summary
+        for name, value in fields.items():
+            setattr(run, name, value)
+        if run.pk:
+            self.changed_runs[run.pk] = run
+        return run
+
+    def record_sent(self, enrollment: Enrollment, step: Step, message: OutboundMessage, result) -> None:
+        sms = message.channel == OutboundMessage.Channel.SMS
+        activity = activity_build(
+            lead=self.leads[message.lead_id],
+            kind=Activity.Kind.SMS_OUTBOUND if sms else Activity.Kind.EMAIL_OUTBOUND,
+            summary=(message.subject or message.body)[:300],
+            body=message.body,
+            actor=ACTOR,
+            provider=result.provider,
+            provider_id=result.provider_id,
+            delivery_status=result.status,
+            data={"workflow": enrollment.workflow.name, "step": step.key, "message_id": message.pk},
+        )
+        self.sent.append((message, activity))
+
+    def write(self) -> None:
+        now = timezone.now()
+        if self.sent:
+            self._write_sent(now)
+        if self.sends:
+            AdminAction.objects.bulk_create([action for _, action, _, _, _ in self.sends])
+            for _, action, message, _, _ in self.sends:
+                message.action_id = action.pk
+            OutboundMessage.objects.bulk_create([message for _, _, message, _, _ in self.sends])
+            for _, _, message, run, pending in self.sends:
+                run.detail = {"message_id": message.pk}
+                pending.message_id = message.pk
+                if "custom_args" in pending.params:
+                    pending.params["custom_args"]["zid_message"] = str(message.pk)
+        if self.new_runs:
+            StepRun.objects.bulk_create(self.new_runs)
+        if self.changed_runs:
+            StepRun.objects.bulk_update(
+                list(self.changed_runs.values()), ["state", "summary", "finished_at", "detail", "error"]
+            )
+        groups: dict[tuple[str, ...], list[Enrollment]] = {}
+        for enrollment, before in self.enrollments.values():
+            changed = tuple(n for n in _ENROLLMENT_FIELDS if getattr(enrollment, n) != before[n])
+            if changed:
+                enrollment.updated_at = now
+                groups.setdefault((*changed, "updated_at"), []).append(enrollment)
+        for fields, group in groups.items():
+            Enrollment.objects.bulk_update(group, [Enrollment._meta.get_field(f).name for f in fields])
+
+    def _write_sent(self, now) -> None:
+        """The sends of the previous cycle that succeeded: timeline entries (with their effect on
+        the lead: first response, new → contacted), messages sent, log rows succeeded."""
+        leads = {
+            lead.pk: lead
+            for lead in Lead.objects.select_for_update()
+            .filter(pk__in=sorted({m.lead_id for m, _ in self.sent}))
+            .order_by("id")
+        }
+        activities, rows, changed = [], [], {}
+        for message, activity in self.sent:
+            lead = leads[message.lead_id]
+            activity.lead = lead
+            activities.append(activity)
+            fields, extra = activity_effects(lead=lead, activity=activity, actor=ACTOR)
+            rows += extra
+            if fields:
+                changed.setdefault(lead.pk, (lead, set()))[1].update(fields)
+        Activity.objects.bulk_create(activities + [r for r in rows if isinstance(r, Activity)])
+        actions = [r for r in rows if isinstance(r, AdminAction)]
+        if actions:
+            AdminAction.objects.bulk_create(actions)
+        by_fields: dict[tuple[str, ...], list[Lead]] = {}
+        for lead, fields in changed.values():
+            lead.updated_at = now
+            by_fields.setdefault((*sorted(fields), "updated_at"), []).append(lead)
+        for fields, group in by_fields.items():
+            Lead.objects.bulk_update(group, list(fields))
+        for message, activity in self.sent:
+            message.activity = activity
+            message.updated_at = now
+        OutboundMessage.objects.bulk_update(
+            [m for m, _ in self.sent], ["status", "provider", "provider_id", "sent_at", "activity", "updated_at"]
+        )
+        AdminAction.objects.filter(
+            pk__in=[m.action_id for m, _ in self.sent],
+            state__in=[AdminAction.State.INTENDED, AdminAction.State.UNKNOWN],
+        ).update(state=AdminAction.State.SUCCEEDED, completed_at=now, updated_at=now, error="")
+
+
+def _run_batch(enrollment_ids: list[int], claim: str) -> tuple[dict[int, str], list[int], list[int]]:
+    """Run the batch. Returns (final state of each enrollment it finished with, ids handed back
+    to the single-run path due now, ids handed back untouched, still under the claim)."""
+    cache: dict = {}
+    done: dict[int, str] = {}
+    back: list[int] = []
+    work = sorted(enrollment_ids)
+    outcomes: dict[int, tuple] = {}  # enrollment id -> (pending, result, error, unknown)
+    first = True
+    for _ in range(MAX_STEPS_PER_RUN):
+        if not work:
+            break
+        try:
+            pending_sends = _batch_cycle(work, claim if first else None, outcomes, cache, done, back)
+        except Exception:
+            if first:
+                logger.exception("batched run of %s enrollments failed; running them one by one", len(work))
+                return done, back, work
+            # Later cycles only record sends already made and carry on: do that one by one.
+            logger.exception("batched cycle failed; recording its %s sends one by one", len(outcomes))
+            pending_sends = []
+            for enrollment_id, outcome in list(outcomes.items()):
+                _hand_back_outcome(enrollment_id, outcome, cache, done, back)
+            outcomes.clear()
+        first = False
+        for enrollment_id in list(outcomes):  # its enrollment was locked by someone else
+            _hand_back_outcome(enrollment_id, outcomes.pop(enrollment_id), cache, done, back)
+        # The provider calls, after the commit: one by one, as a single run makes them.
+        for enrollment_id, pending in pending_sends:
+            outcomes[enrollment_id] = (pending, *_call_provider(pending))
+        for enrollment_id in [pk for pk, outcome in outcomes.items() if outcome[1] is None]:
+            _hand_back_outcome(enrollment_id, outcomes.pop(enrollment_id), cache, done, back)
+        work = sorted(outcomes)
+    for enrollment_id, outcome in outcomes.items():  # only after MAX_STEPS_PER_RUN cycles
+        _hand_back_outcome(enrollment_id, outcome, cache, done, back)
+    for enrollment_id in back:
+        done.pop(enrollment_id, None)
+    return done, back, []
+
+
+def _hand_back_outcome(enrollment_id: int, outcome: tuple, cache, done: dict, back: list) -> None:
+    """A send the batch will not record (refused, unknown, or its cycle failed): the single-run
+    path records it, then the enrollment goes on there if it can."""
+    pending, result, error, unknown = outcome
+    if _record_outcome(pending, result, error, unknown, enrollment_id=enrollment_id, cache=cache) == _STOP:
+        done[enrollment_id] = Enrollment.objects.values_list("state", flat=True).get(pk=enrollment_id)
+    else:
+        back.append(enrollment_id)
+
+
+def _batch_cycle(work, claim, outcomes: dict, cache: dict, done: dict, back: list) -> list[tuple[int, _PendingSend]]:
+    """One cycle: one transaction. Returns the sends to make after it commits."""
+    pending_sends: list[tuple[int, _PendingSend]] = []
+    with transaction.atomic():
+        locked = [
+            _attach(e, cache)
+            for e in Enrollment.objects.select_for_update(skip_locked=True).filter(pk__in=work).order_by("id")
+        ]
+        for missing in set(work) - {e.pk for e in locked}:
+            done[missing] = "locked"  # its send, if any, stays in `outcomes` for the caller
+        if claim is not None:
+            runnable = [e for e in locked if _runnable(e, claim)]
+            done.update({e.pk: e.state for e in locked if e not in runnable})
+            locked = runnable
+        messages = OutboundMessage.objects.select_for_update().in_bulk(
+            [outcomes[e.pk][0].message_id for e in locked if e.pk in outcomes]
+        )
+        batch = _Batch(locked, cache)
+        token = _BATCH.set(batch)
+        handed_back = []
+        try:
+            for enrollment in locked:
+                outcome = outcomes.pop(enrollment.pk, None)
+                message = messages[outcome[0].message_id] if outcome is not None else None
+                try:
+                    state = _batch_advance(enrollment, message, outcome)
+                except _OneByOne:
+                    handed_back.append(enrollment.pk)
+                    continue
+                if isinstance(state, _PendingSend):
+                    pending_sends.append((enrollment.pk, state))
+                else:
+                    done[enrollment.pk] = state
+            batch.write()
+        finally:
+            _BATCH.reset(token)
+        if handed_back:  # due now, where each stands, for the single-run path
+            Enrollment.objects.filter(pk__in=handed_back, state__in=list(Enrollment.LIVE_STATES)).update(
+                next_run_at=timezone.now()
+            )
+            back += handed_back
+    return pending_sends
+
+
+def _batch_advance(enrollment: Enrollment, message: OutboundMessage | None, outcome: tuple | None):
+    """Work one enrollment of a batch forward in memory until it must wait, ends, or has a send
+    to make. `message`, `outcome`: its send of the previous cycle, which succeeded."""
+    if outcome is not None:
+        step = next(s for s in _steps(enrollment) if s.key == message.step_key)
+        if _record_sent(enrollment, step, message, None, outcome[1]) == _STOP:
+            return enrollment.state
+    for _ in range(MAX_STEPS_PER_RUN):
+        outcome = _run_current(enrollment)
+        if isinstance(outcome, _PendingSend):
+            return outcome
+        if outcome == _STOP:
+            return enrollment.state
+    enrollment.next_run_at = timezone.now()  # a long chain of instant steps: due again at once
+    return enrollment.state
 
 
 # --- holds and reviews ---------------------------------------------------------------------------
