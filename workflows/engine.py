@@ -1032,12 +1032,12 @@ def _batch_cycle(work, claim, outcomes: dict, cache: dict, done: dict, back: lis
     """One cycle: one transaction. Returns the sends to make after it commits."""
     pending_sends: list[tuple[int, _PendingSend]] = []
     with transaction.atomic():
-        locked = [
-            _attach(e, cache)
-            for e in Enrollment.objects.select_for_update(skip_locked=True).filter(pk__in=work).order_by("id")
-        ]
+        # Waiting, not SKIP LOCKED: these rows are the batch's by its claim (lease), and a lock on
+        # one is brief (a scheduler's scan passing over it, an event for its lead); skipping it
+        # would leave a claimed enrollment unrun until its lease ran out.
+        locked = [_attach(e, cache) for e in Enrollment.objects.select_for_update().filter(pk__in=work).order_by("id")]
         for missing in set(work) - {e.pk for e in locked}:
-            done[missing] = "locked"  # its send, if any, stays in `outcomes` for the caller
+            done[missing] = "missing"  # deleted meanwhile; its send, if any, stays in `outcomes` for the caller
         if claim is not None:
             runnable = [e for e in locked if _runnable(e, claim)]
             done.update({e.pk: e.state for e in locked if e not in runnable})
