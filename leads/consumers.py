@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from adminops.services import action_build, actions_record_many
+from zartsalgo.db import update_rows
 from zartsalgo.events import BusinessEvent
 
 from . import normalize as norm
@@ -395,7 +396,7 @@ class _ClientBatch:
                 lead.updated_at = now
                 by_fields.setdefault((*changed, "updated_at"), []).append(lead)
         for fields, group in by_fields.items():
-            Lead.objects.bulk_update(group, [Lead._meta.get_field(name).name for name in fields])
+            update_rows(group, [Lead._meta.get_field(name).name for name in fields])
 
     def _advance_deliveries(self) -> None:
         if not self.deliveries:

@@ -40,6 +40,7 @@ from adminops.services import (
 from integrations.models import Connection, NormalizedEvent
 from leads.models import Activity, Consent, Lead
 from leads.services import activity_build, activity_effects, activity_record, lead_change_tags, lead_set_status
+from zartsalgo.db import update_rows
 from zartsalgo.errors import ApplicationError
 from zartsalgo.tasks import enqueue_on_commit
 
@@ -833,6 +834,9 @@ class _Batch:
         self.enrollments = {e.pk: (e, {n: getattr(e, n) for n in _ENROLLMENT_FIELDS}) for e in enrollments}
         lead_ids = {e.lead_id for e in enrollments}
         self.leads = Lead.objects.in_bulk(lead_ids)
+        for enrollment in enrollments:  # the enrollment's client is its lead's: no query for it
+            if enrollment.lead_id in self.leads:
+                self.leads[enrollment.lead_id].client = enrollment.client
         self.revoked: dict[int, list[str]] = {}
         for lead_id, channel in Consent.objects.filter(lead_id__in=lead_ids, state=Consent.State.REVOKED).values_list(
             "lead_id", "channel"
@@ -926,9 +930,7 @@ class _Batch:
         if self.new_runs:
             StepRun.objects.bulk_create(self.new_runs)
         if self.changed_runs:
-            StepRun.objects.bulk_update(
-                list(self.changed_runs.values()), ["state", "summary", "finished_at", "detail", "error"]
-            )
+            update_rows(list(self.changed_runs.values()), ["state", "summary", "finished_at", "detail", "error"])
         groups: dict[tuple[str, ...], list[Enrollment]] = {}
         for enrollment, before in self.enrollments.values():
             changed = tuple(n for n in _ENROLLMENT_FIELDS if getattr(enrollment, n) != before[n])
@@ -936,7 +938,7 @@ class _Batch:
                 enrollment.updated_at = now
                 groups.setdefault((*changed, "updated_at"), []).append(enrollment)
         for fields, group in groups.items():
-            Enrollment.objects.bulk_update(group, [Enrollment._meta.get_field(f).name for f in fields])
+            update_rows(group, [Enrollment._meta.get_field(f).name for f in fields])
 
     def _write_sent(self, now) -> None:
         """The sends of the previous cycle that succeeded: timeline entries (with their effect on
@@ -950,6 +952,7 @@ class _Batch:
         activities, rows, changed = [], [], {}
         for message, activity in self.sent:
             lead = leads[message.lead_id]
+            lead.client = self.leads[message.lead_id].client
             activity.lead = lead
             activities.append(activity)
             fields, extra = activity_effects(lead=lead, activity=activity, actor=ACTOR)
@@ -965,11 +968,11 @@ class _Batch:
             lead.updated_at = now
             by_fields.setdefault((*sorted(fields), "updated_at"), []).append(lead)
         for fields, group in by_fields.items():
-            Lead.objects.bulk_update(group, list(fields))
+            update_rows(group, list(fields))
         for message, activity in self.sent:
             message.activity = activity
             message.updated_at = now
-        OutboundMessage.objects.bulk_update(
+        update_rows(
             [m for m, _ in self.sent], ["status", "provider", "provider_id", "sent_at", "activity", "updated_at"]
         )
         AdminAction.objects.filter(
