@@ -45,6 +45,11 @@ class WebhookView(APIView):
     throttle_classes: list = []
     content_negotiation_class = _NoNegotiation
 
+    def perform_authentication(self, request) -> None:
+        # No user is ever authenticated here (DRF's documented way to skip the eager
+        # request.user lookup); the provider is authenticated by its signature in the service.
+        pass
+
     def post(self, request, provider: str, token: str):
         limit = settings.WEBHOOK_MAX_BODY_BYTES
         content_type = (request.META.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
