@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from adminops.services import action_build, action_record
+from adminops.services import action_build, action_record, actor_fields
 from zartsalgo.db import atomic_step
 from zartsalgo.errors import ApplicationError, InvalidTransition
 
@@ -81,12 +81,6 @@ class LeadUpsertResult:
     filled: dict[str, Any] = field(default_factory=dict)
     conflicts: dict[str, dict[str, Any]] = field(default_factory=dict)
     flags: list[dict[str, str]] = field(default_factory=list)
-
-
-def _actor_fields(actor: Actor) -> dict[str, Any]:
-    if isinstance(actor, str):
-        return {"actor_user": None, "actor_label": actor if ":" in actor else f"system:{actor}"}
-    return {"actor_user": actor, "actor_label": f"user:{actor.get_username()}"}
 
 
 def signal_values(client: Client, signal: LeadSignal) -> tuple[dict[str, Any], list[norm.Flag]]:
@@ -242,7 +236,7 @@ def capture_activity_build(*, lead, signal, occurred_at, actor) -> Activity:
         occurred_at=occurred_at,
         summary=summary[:300],
         data={"source": lead.source, "signal": _signal_snapshot(signal), "flags": lead.data_quality_flags},
-        **_actor_fields(actor),
+        **actor_fields(actor),
     )
 
 
@@ -346,7 +340,7 @@ def signal_merge(*, lead, other, values, flags, signal, occurred_at, actor) -> S
             "possible_duplicate_of": other.pk if other else None,
             "signal": _signal_snapshot(signal),
         },
-        **_actor_fields(actor),
+        **actor_fields(actor),
     )
     return SignalMerge(
         filled=filled,
@@ -418,7 +412,7 @@ def consent_set(
             summary=f"{consent.get_channel_display()} consent {consent.get_state_display().lower()}",
             body=evidence[:500],
             data={"channel": channel, "state": state},
-            **_actor_fields(actor),
+            **actor_fields(actor),
         )
     return consent
 
@@ -498,7 +492,7 @@ def activity_build(
         delivery_status=delivery_status,
         is_internal=is_internal,
         data=data or {},
-        **_actor_fields(actor),
+        **actor_fields(actor),
     )
 
 
@@ -558,7 +552,7 @@ def status_change_apply(
         summary=text,
         body=reason,
         data={"from": previous, "to": status, "lost_reason": lead.lost_reason},
-        **_actor_fields(actor),
+        **actor_fields(actor),
     )
     action = action_build(
         verb="lead.status_change", actor=actor, lead=lead, target=lead, summary=text, detail={"reason": reason}
@@ -694,7 +688,7 @@ def lead_update(
                 kind=Activity.Kind.FIELD_CHANGE,
                 summary=summary[:300],
                 data={"changes": changes},
-                **_actor_fields(actor),
+                **actor_fields(actor),
             )
             action_record(
                 verb="lead.update", actor=actor, lead=lead, target=lead, summary=summary, detail={"changes": changes}
@@ -769,6 +763,6 @@ def lead_change_tags(*, lead: Lead, actor: Actor, add: list[str] = (), remove: l
             kind=Activity.Kind.FIELD_CHANGE,
             summary=f"Tags: {', '.join(tags) or '(none)'}",
             data={"field": "tags", "before": before, "after": tags},
-            **_actor_fields(actor),
+            **actor_fields(actor),
         )
     return lead
