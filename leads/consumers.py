@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from adminops.services import action_build, actions_record_many
-from zartsalgo.db import update_rows
+from zartsalgo.db import columns, update_changed
 from zartsalgo.events import BusinessEvent
 
 from . import normalize as norm
@@ -276,7 +276,7 @@ class _ClientBatch:
 
     def _touch(self, lead: Lead) -> None:
         if id(lead) not in self.before and lead.pk:
-            self.before[id(lead)] = (lead, {f.attname: getattr(lead, f.attname) for f in Lead._meta.concrete_fields})
+            self.before[id(lead)] = (lead, columns(lead))
 
     def _plan(self, event: BusinessEvent, values, flags, keys) -> None:
         actor = f"system:{event.provider}"
@@ -388,15 +388,9 @@ class _ClientBatch:
         self._advance_deliveries()
 
     def _update_changed_leads(self, now) -> None:
-        by_fields: dict[tuple[str, ...], list[Lead]] = {}
-        for lead, before in self.before.values():
-            lead.full_name = f"{lead.first_name} {lead.last_name}".strip()
-            changed = tuple(name for name, value in before.items() if getattr(lead, name) != value)
-            if changed:
-                lead.updated_at = now
-                by_fields.setdefault((*changed, "updated_at"), []).append(lead)
-        for fields, group in by_fields.items():
-            update_rows(group, [Lead._meta.get_field(name).name for name in fields])
+        for lead, _ in self.before.values():
+            lead.full_name = f"{lead.first_name} {lead.last_name}".strip()  # what Lead.save() derives
+        update_changed(self.before.values(), now=now)
 
     def _advance_deliveries(self) -> None:
         if not self.deliveries:

@@ -40,7 +40,7 @@ from adminops.services import (
 from integrations.models import Connection, NormalizedEvent
 from leads.models import Activity, Consent, Lead
 from leads.services import activity_build, activity_effects, activity_record, lead_change_tags, lead_set_status
-from zartsalgo.db import update_rows
+from zartsalgo.db import columns, update_changed, update_rows
 from zartsalgo.errors import ApplicationError
 from zartsalgo.tasks import enqueue_on_commit
 
@@ -544,13 +544,8 @@ def _hold_reason(enrollment: Enrollment) -> str:
 def _run_send(enrollment: Enrollment, step: Step, lead: Lead) -> str | _PendingSend:
     key = f"wf-{enrollment.pk}-{step.key}-{enrollment.visit}"
     batch = _BATCH.get()
-    if batch is not None:
-        if key in batch.existing_keys:
-            raise _OneByOne("a message for this step exists already")
-        hold, kind = _hold_reason(enrollment), "switch"
-        channel = None if hold else batch.channel(enrollment, step.kind)
-        if hold or isinstance(channel, str):
-            raise _OneByOne("sends are held")
+    if batch is not None and key in batch.existing_keys:
+        raise _OneByOne("a message for this step exists already")
     existing = None if batch else OutboundMessage.objects.select_for_update().filter(idempotency_key=key).first()
     if existing is not None:
         return _resume_send(enrollment, step, existing)
@@ -558,6 +553,8 @@ def _run_send(enrollment: Enrollment, step: Step, lead: Lead) -> str | _PendingS
     channel = None if hold else (batch.channel(enrollment, step.kind) if batch else _channel(enrollment, step.kind))
     if isinstance(channel, str):
         hold, kind = channel, "channel"
+    if hold and batch is not None:
+        raise _OneByOne("sends are held")
     if hold:
         _step_run(enrollment, step, StepRun.State.HELD, hold)
         enrollment_hold(enrollment=enrollment, reason=hold, kind=kind)
@@ -823,15 +820,10 @@ def _save(enrollment: Enrollment, fields: list[str] | None) -> None:
         enrollment.save(update_fields=fields)
 
 
-_ENROLLMENT_FIELDS = tuple(
-    f.attname for f in Enrollment._meta.concrete_fields if f.attname not in ("id", "created_at", "updated_at")
-)
-
-
 class _Batch:
     def __init__(self, enrollments: list[Enrollment], cache: dict) -> None:
         self.cache = cache
-        self.enrollments = {e.pk: (e, {n: getattr(e, n) for n in _ENROLLMENT_FIELDS}) for e in enrollments}
+        self.enrollments = {e.pk: (e, columns(e)) for e in enrollments}
         lead_ids = {e.lead_id for e in enrollments}
         self.leads = Lead.objects.in_bulk(lead_ids)
         for enrollment in enrollments:  # the enrollment's client is its lead's: no query for it
@@ -931,14 +923,7 @@ class _Batch:
             StepRun.objects.bulk_create(self.new_runs)
         if self.changed_runs:
             update_rows(list(self.changed_runs.values()), ["state", "summary", "finished_at", "detail", "error"])
-        groups: dict[tuple[str, ...], list[Enrollment]] = {}
-        for enrollment, before in self.enrollments.values():
-            changed = tuple(n for n in _ENROLLMENT_FIELDS if getattr(enrollment, n) != before[n])
-            if changed:
-                enrollment.updated_at = now
-                groups.setdefault((*changed, "updated_at"), []).append(enrollment)
-        for fields, group in groups.items():
-            update_rows(group, [Enrollment._meta.get_field(f).name for f in fields])
+        update_changed(self.enrollments.values(), now=now)
 
     def _write_sent(self, now) -> None:
         """The sends of the previous cycle that succeeded: timeline entries (with their effect on
@@ -949,26 +934,19 @@ class _Batch:
             .filter(pk__in=sorted({m.lead_id for m, _ in self.sent}))
             .order_by("id")
         }
-        activities, rows, changed = [], [], {}
+        before = {pk: columns(lead) for pk, lead in leads.items()}
+        activities, rows = [], []
         for message, activity in self.sent:
             lead = leads[message.lead_id]
             lead.client = self.leads[message.lead_id].client
             activity.lead = lead
             activities.append(activity)
-            fields, extra = activity_effects(lead=lead, activity=activity, actor=ACTOR)
-            rows += extra
-            if fields:
-                changed.setdefault(lead.pk, (lead, set()))[1].update(fields)
+            rows += activity_effects(lead=lead, activity=activity, actor=ACTOR)[1]
         Activity.objects.bulk_create(activities + [r for r in rows if isinstance(r, Activity)])
         actions = [r for r in rows if isinstance(r, AdminAction)]
         if actions:
             AdminAction.objects.bulk_create(actions)
-        by_fields: dict[tuple[str, ...], list[Lead]] = {}
-        for lead, fields in changed.values():
-            lead.updated_at = now
-            by_fields.setdefault((*sorted(fields), "updated_at"), []).append(lead)
-        for fields, group in by_fields.items():
-            update_rows(group, list(fields))
+        update_changed(((lead, before[pk]) for pk, lead in leads.items()), now=now)
         for message, activity in self.sent:
             message.activity = activity
             message.updated_at = now

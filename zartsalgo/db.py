@@ -299,3 +299,22 @@ def _params_of(objs, field, connection) -> list:
         if all(type(v) in _PLAIN_VALUES for v in values):
             return values
     return [field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in objs]
+
+
+def columns(obj: Model) -> dict[str, object]:
+    """A row's column values as they are now, to compare with later (update_changed)."""
+    return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields if not f.primary_key}
+
+
+def update_changed(rows, *, now) -> None:
+    """Write what changed in each (obj, columns(obj) taken earlier): `updated_at` set to `now`,
+    one UPDATE (update_rows) per set of changed columns, nothing for an unchanged row."""
+    groups: dict[tuple[str, ...], list[Model]] = {}
+    for obj, before in rows:
+        changed = tuple(name for name, value in before.items() if getattr(obj, name) != value)
+        if changed:
+            obj.updated_at = now
+            groups.setdefault(changed, []).append(obj)
+    for attnames, group in groups.items():
+        opts = type(group[0])._meta
+        update_rows(group, [opts.get_field(name).name for name in dict.fromkeys((*attnames, "updated_at"))])
