@@ -269,7 +269,9 @@ def _store_delivery(
         return receipt
     with transaction.atomic():
         insert_row(receipt)
-        created, duplicates = raw_events_store(connection=connection, receipt=receipt, events=parsed, hold=holding)
+        for raw in raws:
+            raw.receipt_id = receipt.pk
+        created, duplicates = _raw_events_insert(raws, hold=holding, enqueue=True)
         if duplicates:
             receipt.duplicates_count = duplicates
             if not created:
@@ -356,9 +358,14 @@ def raw_events_store(
     (raw_events_ring), unless the caller processes them itself (enqueue=False, as the CSV import
     does row by row). A duplicate is settled by the UNIQUE key in the INSERT itself.
     """
+    raws = _raw_events_build(connection=connection, receipt=receipt, events=events, hold=hold)
+    return _raw_events_insert(raws, hold=hold, enqueue=enqueue)
+
+
+def _raw_events_insert(raws: list[RawEvent], *, hold: bool, enqueue: bool) -> tuple[list[RawEvent], int]:
     created: list[RawEvent] = []
     duplicates = 0
-    for raw in _raw_events_build(connection=connection, receipt=receipt, events=events, hold=hold):
+    for raw in raws:
         if insert_unless_duplicate(raw):
             created.append(raw)
         else:
@@ -541,27 +548,10 @@ def _apply_normalized(raw: RawEvent, items: list, deferred: _Deferred | None) ->
     stored = []
     consumers = _consumers()
     for item in items:
-        key = _normalized_key(raw, item)
-        event = NormalizedEvent(
-            idempotency_key=key,
-            client_id=raw.client_id,
-            raw_event=raw,
-            event_type=item.event_type,
-            occurred_at=item.occurred_at,
-            data=item.data,
-        )
+        event = _normalized_event(raw, item)
         if not insert_unless_duplicate(event):  # a replay, or a retry after a partial apply
-            event = NormalizedEvent.objects.get(idempotency_key=key)
-        envelope = BusinessEvent(
-            normalized_event_id=event.pk,
-            event_type=event.event_type,
-            client=raw.connection.client,
-            occurred_at=event.occurred_at,
-            provider=raw.provider,
-            data=event.data,
-            signal=item.signal,
-            lead=event.lead if event.lead_id else None,
-        )
+            event = NormalizedEvent.objects.get(idempotency_key=event.idempotency_key)
+        envelope = _envelope(raw, event, item)
         for consumer in consumers:
             name = f"{consumer.__module__}.{consumer.__name__}"
             if name in event.applied_consumers:
@@ -730,26 +720,9 @@ def _process_set(raws: list[RawEvent], deferred: _Deferred) -> list[tuple[RawEve
         except Exception as exc:  # also adapter None: the careful re-run records it
             raise _RerunCarefully(f"raw event {raw.pk} did not normalize: {exc}") from exc
         for item in items:
-            event = NormalizedEvent(
-                idempotency_key=_normalized_key(raw, item),
-                client_id=raw.client_id,
-                raw_event=raw,
-                event_type=item.event_type,
-                occurred_at=item.occurred_at,
-                data=item.data,
-            )
+            event = _normalized_event(raw, item)
             normalized.append(event)
-            envelopes.append(
-                BusinessEvent(
-                    normalized_event_id=None,
-                    event_type=event.event_type,
-                    client=raw.connection.client,
-                    occurred_at=event.occurred_at,
-                    provider=raw.provider,
-                    data=event.data,
-                    signal=item.signal,
-                )
-            )
+            envelopes.append(_envelope(raw, event, item))
         raw.status = RawEvent.Status.NORMALIZED if items else RawEvent.Status.IGNORED
         deferred.done.setdefault(raw.status, []).append(raw.pk)
         statuses.append((raw, raw.status))
@@ -775,9 +748,32 @@ def _process_set(raws: list[RawEvent], deferred: _Deferred) -> list[tuple[RawEve
     return statuses
 
 
-def _normalized_key(raw: RawEvent, item) -> str:
+def _normalized_event(raw: RawEvent, item) -> NormalizedEvent:
+    """The unsaved normalized event of one item an adapter's normalize() made of `raw`."""
     key = f"{raw.provider}:{raw.connection_id}:{raw.idempotency_key}"
-    return (f"{key}:{item.key_suffix}" if item.key_suffix else key)[:255]
+    return NormalizedEvent(
+        idempotency_key=(f"{key}:{item.key_suffix}" if item.key_suffix else key)[:255],
+        client_id=raw.client_id,
+        raw_event=raw,
+        event_type=item.event_type,
+        occurred_at=item.occurred_at,
+        data=item.data,
+    )
+
+
+def _envelope(raw: RawEvent, event: NormalizedEvent, item) -> BusinessEvent:
+    """What the consumers get. An unsaved event (a fast batch writes it after them) has no id
+    and no lead yet; a stored one (a replay) brings the lead found last time."""
+    return BusinessEvent(
+        normalized_event_id=event.pk,
+        event_type=event.event_type,
+        client=raw.connection.client,
+        occurred_at=event.occurred_at,
+        provider=raw.provider,
+        data=event.data,
+        signal=item.signal,
+        lead=event.lead if event.lead_id else None,
+    )
 
 
 def _flush(deferred: _Deferred) -> None:
