@@ -794,7 +794,7 @@ def ingest(args, env: dict[str, str], world: World, traffic: Traffic, wrk: str) 
                     tag=f"{name}-warmup",
                 )
             before = settle()
-            size = int(seconds * baseline_rps * (1.5 if name != "baseline" else 1.0)) + 2000
+            size = int(seconds * baseline_rps * 1.5) + 2000  # the baseline may be faster than in the round before
             t0 = time.monotonic()
             per_request = write_pool(name, traffic, size, base_url, pool)
             log(
@@ -901,7 +901,7 @@ def make_raw_events(traffic: Traffic, count: int, *, enqueue: bool) -> list[int]
                 if traffic.rng.random() < 0.25:  # one Twilio SMS per SendGrid batch of 3 events: the ingest mix
                     form = traffic.twilio_form()
                     request = InboundRequest(
-                        url="http://127.0.0.1/",
+                        location="http://127.0.0.1/",
                         method="POST",
                         headers={},
                         body=urllib.parse.urlencode(form).encode(),
@@ -911,7 +911,7 @@ def make_raw_events(traffic: Traffic, count: int, *, enqueue: bool) -> list[int]
                     connection = twilio
                 else:
                     request = InboundRequest(
-                        url="http://127.0.0.1/",
+                        location="http://127.0.0.1/",
                         method="POST",
                         headers={},
                         body=json.dumps(traffic.sendgrid_events()[:1]).encode(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import random
 import threading
 import time
@@ -430,61 +431,73 @@ def raw_events_ring() -> bool:
     return True
 
 
-class _Debounce:
-    """Ring at most once per window per process: the first delivery of a quiet spell rings at
-    once (leading edge); later ones inside the window leave one ring for its end (trailing
-    edge, a timer thread). Every row committed before a ring is seen by the drain that ring
-    starts or finds pending, so no row waits longer than the window for its drain."""
+class _Doorbell:
+    """Ring at most once per window per process, from one long-lived thread.
+
+    A delivery only marks a ring as wanted (a lock and a flag: no Redis round trip, no thread
+    started, in the request). The ringer thread rings at once when the last ring is a window
+    old (the leading edge of a quiet spell) and otherwise at the window's end, once for every
+    delivery that asked meanwhile. The flag is cleared *before* the ring, and every delivery
+    asks after its own commit: each committed row is covered by a ring that follows it, so no
+    row waits longer than about a window for its drain.
+    """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.last = float("-inf")
-        self.timer: threading.Timer | None = None
+        self.cond = threading.Condition()
+        self.wanted = False
+        self.window = 0.0
+        self.pid = 0  # the thread belongs to the process that started it (gunicorn/Celery fork)
 
     def ring(self, window: float) -> None:
-        now = time.monotonic()
-        with self.lock:
-            if self.timer is not None:
-                return  # the trailing ring is already due, after this row's commit
-            if now - self.last >= window:
-                self.last = now
-                leading = True
-            else:
-                leading = False
-                self.timer = threading.Timer(self.last + window - now, self._trailing)
-                self.timer.daemon = True
-                self.timer.start()
-        if leading:
-            raw_events_ring()
+        with self.cond:
+            self.window = window
+            if self.wanted and self.pid == os.getpid():
+                return  # a ring is already due, and it comes after this row's commit
+            self.wanted = True
+            if self.pid != os.getpid():
+                self.pid = os.getpid()
+                threading.Thread(target=self._run, name="raw-events-doorbell", daemon=True).start()
+            self.cond.notify()
 
-    def _trailing(self) -> None:
-        with self.lock:
-            self.timer = None
-            self.last = time.monotonic()
-        raw_events_ring()
+    def _run(self) -> None:
+        last = float("-inf")
+        while True:
+            with self.cond:
+                while not self.wanted:
+                    self.cond.wait()
+                delay = last + self.window - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            with self.cond:
+                self.wanted = False
+            last = time.monotonic()
+            try:
+                raw_events_ring()
+            except Exception:  # never let the thread die: the next ring, or the sweeper, covers it
+                logger.warning("doorbell ring failed", exc_info=True)
 
     def flush(self) -> None:
-        """At exit: a trailing ring still due is rung now, not lost with the process."""
-        with self.lock:
-            timer, self.timer = self.timer, None
-        if timer is not None:
-            timer.cancel()
+        """At exit: a ring still due is rung now, not lost with the process."""
+        with self.cond:
+            wanted = self.wanted and self.pid == os.getpid()
+            self.wanted = False
+        if wanted:
             raw_events_ring()
 
 
-_DEBOUNCE = _Debounce()
-atexit.register(_DEBOUNCE.flush)
+_DOORBELL = _Doorbell()
+atexit.register(_DOORBELL.flush)
 
 
 def raw_events_ring_soon() -> None:
     """raw_events_ring for the webhook hot path: a Redis round trip per delivery is a real part
     of a delivery's cost, and a burst needs one ring, not one per request. Debounced per process
-    for INTEGRATIONS_RING_DEBOUNCE_MS (0 = ring every time)."""
+    for INTEGRATIONS_RING_DEBOUNCE_MS (0 = ring every time, in the request)."""
     window = settings.INTEGRATIONS_RING_DEBOUNCE_MS / 1000
     if window <= 0:
         raw_events_ring()
     else:
-        _DEBOUNCE.ring(window)
+        _DOORBELL.ring(window)
 
 
 def raw_events_drain(*, batch_size: int, max_seconds: float, fan_out: bool = True) -> dict[str, int]:

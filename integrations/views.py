@@ -1,5 +1,8 @@
 """The webhook endpoint: POST /api/webhooks/<provider>/<token>/ — thin over services.webhook_receive."""
 
+import functools
+from urllib.parse import parse_qsl
+
 from django.conf import settings
 from django.http import HttpResponse
 from rest_framework.negotiation import BaseContentNegotiation
@@ -58,7 +61,7 @@ class WebhookView(APIView):
         body = _read_body(request, limit)
         if body is None:
             inbound = InboundRequest(
-                url=_public_url(request), method="POST", headers=headers, body=b"", content_type=content_type
+                location=_public_url(request), method="POST", headers=headers, body=b"", content_type=content_type
             )
             result = services.webhook_reject_too_large(
                 provider=provider, token=token, request=inbound, remote_addr=remote, limit=limit
@@ -66,14 +69,12 @@ class WebhookView(APIView):
         else:
             form = {}
             if content_type == "application/x-www-form-urlencoded":
-                from urllib.parse import parse_qsl
-
                 try:
                     form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
                 except UnicodeDecodeError:
                     form = {}
             inbound = InboundRequest(
-                url=_public_url(request),
+                location=functools.partial(_public_url, request),
                 method="POST",
                 headers=headers,
                 body=body,

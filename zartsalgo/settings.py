@@ -250,11 +250,13 @@ INTEGRATIONS_PROCESS_BATCH_SIZE = env.int("INTEGRATIONS_PROCESS_BATCH_SIZE", def
 # A drain task works through waiting raw events for at most this long, then hands over to a
 # fresh task (so a backlog never pins one task past the broker's visibility timeout).
 INTEGRATIONS_DRAIN_MAX_SECONDS = env.int("INTEGRATIONS_DRAIN_MAX_SECONDS", default=60)
-# A web process rings the drain at most once per this many ms (the last ring of a burst comes at
-# the end of the window, from a timer thread): one Redis round trip per burst, not per delivery.
-# 0 rings on every delivery: the default where tasks run in-process or tests count messages.
+# A web process rings the drain at most once per this many ms, from one doorbell thread (the
+# first ring of a quiet spell at once, the last of a burst at the end of the window): one Redis
+# round trip per burst and no Redis work in the request. Bounds how long a row waits for its
+# drain. 0 rings on every delivery, in the request: the default where tasks run in-process or
+# tests count messages.
 INTEGRATIONS_RING_DEBOUNCE_MS = env.int(
-    "INTEGRATIONS_RING_DEBOUNCE_MS", default=0 if CELERY_TASK_ALWAYS_EAGER or ENVIRONMENT == "test" else 50
+    "INTEGRATIONS_RING_DEBOUNCE_MS", default=0 if CELERY_TASK_ALWAYS_EAGER or ENVIRONMENT == "test" else 200
 )
 # Lifetime of the "drain pending" hint in Redis; only matters if a drain task is lost.
 INTEGRATIONS_DRAIN_PENDING_SECONDS = 30

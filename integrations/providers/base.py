@@ -8,9 +8,11 @@ receiving view and the pipeline services do the storing, so every adapter is tes
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -59,12 +61,18 @@ class UnsupportedContentType(WebhookError):
 
 @dataclass(frozen=True)
 class InboundRequest:
-    url: str  # the full URL the provider called (scheme, host, path, query)
+    # The full URL the provider called (scheme, host, path, query), or a function that builds it:
+    # only Twilio's and CallRail's adapters read it, and building it is a cost on every delivery.
+    location: str | Callable[[], str]
     method: str
     headers: dict[str, str]  # lower-cased names
     body: bytes
     content_type: str  # without parameters, lower-cased
     form: dict[str, str] = field(default_factory=dict)  # form-encoded params (last value wins)
+
+    @functools.cached_property
+    def url(self) -> str:
+        return self.location() if callable(self.location) else self.location
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)

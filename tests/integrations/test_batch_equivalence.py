@@ -37,7 +37,7 @@ def _store(connection, *, form=None, body: bytes = b"", content_type="applicatio
     if form is not None:
         body, content_type = urllib.parse.urlencode(form).encode(), "application/x-www-form-urlencoded"
     request = InboundRequest(
-        url="http://testserver/",
+        location="http://testserver/",
         method="POST",
         headers={"webhook-id": f"msg_{uuid.uuid4().hex}"},
         body=body,

@@ -93,7 +93,7 @@ class Command(BaseCommand):
 
     def _send(self, path, connection, body, headers) -> str:
         request = InboundRequest(
-            url=f"http://127.0.0.1:8000{path}",
+            location=f"http://127.0.0.1:8000{path}",
             method="POST",
             headers={k.lower(): v for k, v in headers.items()},
             body=body,
