@@ -59,6 +59,21 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "workflows.view_outboundmessage",
         "workflows.view_stafftask",
         "workflows.change_stafftask",
+        # Automation rules are data ops' own (every change is logged with its author).
+        "workflows.view_automationrule",
+        "workflows.add_automationrule",
+        "workflows.change_automationrule",
+        "workflows.delete_automationrule",
+        "workflows.view_workflowtemplate",
+        "workflows.add_workflowtemplate",
+        "workflows.change_workflowtemplate",
+        # CRM handoff: the mapping is theirs to edit; handoffs are retried or settled, never deleted.
+        "integrations.view_crmfieldmapping",
+        "integrations.add_crmfieldmapping",
+        "integrations.change_crmfieldmapping",
+        "integrations.delete_crmfieldmapping",
+        "integrations.view_crmhandoff",
+        "integrations.change_crmhandoff",
     ),
     # Full raw payloads hold names, numbers and message bodies: a separate, smaller group.
     PAYLOAD_REVIEWERS_GROUP: ("integrations.view_raw_payload",),

@@ -91,6 +91,13 @@ class ConnectionAdmin(admin.ModelAdmin):
         # The provider of an existing connection never changes: its token and events belong to it.
         return (*self.readonly_fields, "client", "provider") if obj else self.readonly_fields
 
+    def get_inlines(self, request, obj):
+        # Field mappings mean something on CRM connections only (admin_crm.py, docs/crm.md).
+        from .admin_crm import CrmFieldMappingInline
+        from .crm_adapters import CRM_PROVIDERS
+
+        return (CrmFieldMappingInline,) if obj is not None and obj.provider in CRM_PROVIDERS else ()
+
     def save_model(self, request, obj, form, change):
         if change:
             obj.save()
@@ -288,6 +295,7 @@ class SyncErrorAdmin(FastListAdminMixin, ReadOnlyAdmin):
         "next_retry_at",
         "connection",
         "raw_link",
+        "handoff_link",
         "short_error",
     )
     list_filter = (ReviewStatusFilter, "state", "stage", "connection__provider", "client")
@@ -299,6 +307,7 @@ class SyncErrorAdmin(FastListAdminMixin, ReadOnlyAdmin):
         "connection",
         "client",
         "raw_event",
+        "crm_handoff",
         "stage",
         "state",
         "attempt",
@@ -325,14 +334,23 @@ class SyncErrorAdmin(FastListAdminMixin, ReadOnlyAdmin):
     def raw_link(self, obj):
         return change_link("integrations_rawevent", obj.raw_event_id)
 
+    @admin.display(description="CRM handoff")
+    def handoff_link(self, obj):
+        return change_link("integrations_crmhandoff", obj.crm_handoff_id)
+
     def has_change_permission(self, request, obj=None):
         return request.user.has_perm("integrations.change_syncerror")
 
-    @admin.action(description="Retry now (replay the raw events)")
+    @admin.action(description="Retry now (replay the raw events, resend the CRM handoffs)")
     def retry_now(self, request, queryset):
+        from . import crm
+        from .models_crm import CrmHandoff
+
         raws = RawEvent.objects.filter(pk__in=queryset.exclude(raw_event=None).values("raw_event"))
         count = services.raw_events_replay(raw_events=raws, actor=request.user, reason="Retry from failure review")
-        self.message_user(request, f"Retrying {count} event(s).")
+        handoffs = CrmHandoff.objects.filter(pk__in=queryset.exclude(crm_handoff=None).values("crm_handoff"))
+        handoff_count = crm.crm_handoffs_retry(handoffs=handoffs, actor=request.user)
+        self.message_user(request, f"Retrying {count} event(s) and {handoff_count} CRM handoff(s).")
 
     @admin.action(description="Acknowledge (someone is on it)")
     def acknowledge(self, request, queryset):
@@ -370,5 +388,5 @@ class SyncErrorAdmin(FastListAdminMixin, ReadOnlyAdmin):
         return None
 
 
-# The CSV import pages live in their own module.
-from . import admin_imports  # noqa: E402, F401
+# The CSV import pages and the CRM handoff pages live in their own modules.
+from . import admin_crm, admin_imports  # noqa: E402, F401

@@ -255,6 +255,10 @@ class SyncError(TimeStampedModel):
     connection = models.ForeignKey(Connection, null=True, blank=True, on_delete=models.PROTECT, related_name="errors")
     client = models.ForeignKey("leads.Client", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     raw_event = models.ForeignKey(RawEvent, null=True, blank=True, on_delete=models.PROTECT, related_name="errors")
+    # Outbound CRM handoffs fail into the same review as inbound events (docs/crm.md).
+    crm_handoff = models.ForeignKey(
+        "integrations.CrmHandoff", null=True, blank=True, on_delete=models.PROTECT, related_name="errors"
+    )
     stage = models.CharField(max_length=12, choices=Stage.choices)
     error = models.TextField()
     traceback = models.TextField(blank=True)
@@ -290,4 +294,5 @@ class SyncError(TimeStampedModel):
         return "acknowledged" if self.acknowledged_at else "open"
 
 
+from .models_crm import CrmFieldMapping, CrmHandoff  # noqa: E402, F401
 from .models_imports import ImportJob  # noqa: E402, F401

@@ -35,6 +35,7 @@ from zartsalgo.db import (
     insert_unless_duplicate,
     insert_with_dependents,
     retried_as_a_whole,
+    update_rows,
 )
 from zartsalgo.events import BusinessEvent
 from zartsalgo.flags import flag_clear, flag_set_if_absent
@@ -740,6 +741,22 @@ def _process_set(raws: list[RawEvent], deferred: _Deferred) -> list[tuple[RawEve
         deferred.done.setdefault(raw.status, []).append(raw.pk)
         statuses.append((raw, raw.status))
     if envelopes:
+        # Written before the consumers run, so every envelope carries its event's id (an
+        # enrollment a rule makes points at the event that fired it); the lead the consumers
+        # find and their names are filled in after, with one UPDATE. A key already taken (a race
+        # with a replay) fails the INSERT: the careful re-run sorts it out.
+        NormalizedEvent.objects.bulk_create(normalized)
+        if normalized[0].pk is None:  # MySQL/MariaDB: bulk_create returns no ids
+            ids = dict(
+                NormalizedEvent.objects.filter(idempotency_key__in=[e.idempotency_key for e in normalized]).values_list(
+                    "idempotency_key", "pk"
+                )
+            )
+            for event in normalized:
+                event.pk = ids[event.idempotency_key]
+                event._state.adding = False
+        for event, envelope in zip(normalized, envelopes, strict=True):
+            envelope.normalized_event_id = event.pk
         names = []
         for consumer in _consumers():
             batch = getattr(import_module(consumer.__module__), "apply_events", None)
@@ -754,8 +771,7 @@ def _process_set(raws: list[RawEvent], deferred: _Deferred) -> list[tuple[RawEve
             event.lead = envelope.lead
             event.applied_consumers = names
             event.applied_at = now
-        # A key already taken (a race with a replay) fails the INSERT: the careful re-run sorts it out.
-        NormalizedEvent.objects.bulk_create(normalized)
+        update_rows(normalized, ["lead", "applied_consumers", "applied_at"])
     done = {raw.pk for raw in fresh}
     statuses += [(raw, _process_locked(raw, deferred=deferred)) for raw in raws if raw.pk not in done]
     return statuses
@@ -775,8 +791,8 @@ def _normalized_event(raw: RawEvent, item) -> NormalizedEvent:
 
 
 def _envelope(raw: RawEvent, event: NormalizedEvent, item) -> BusinessEvent:
-    """What the consumers get. An unsaved event (a fast batch writes it after them) has no id
-    and no lead yet; a stored one (a replay) brings the lead found last time."""
+    """What the consumers get. A stored event that was applied before (a replay) brings the
+    lead found last time."""
     return BusinessEvent(
         normalized_event_id=event.pk,
         event_type=event.event_type,

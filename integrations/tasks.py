@@ -35,4 +35,5 @@ def flag_stale_connections() -> int:
     return services.connections_flag_stale()
 
 
+from .tasks_crm import send_crm_handoff, sweep_crm_handoffs  # noqa: E402, F401
 from .tasks_imports import run_import_job  # noqa: E402, F401

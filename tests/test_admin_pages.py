@@ -28,6 +28,10 @@ def one_of_everything(acme):
     factories.NormalizedEventFactory(raw_event=error.raw_event, lead=lead)
     factories.ImportJobFactory(client=acme)
     _one_workflow_of_everything(acme, lead)
+    factories.ConnectionFactory(client=acme, provider="hubspot")
+    from integrations.crm import crm_handoff_request
+
+    crm_handoff_request(lead=lead, source="manual", source_key="admin-pages", actor="system:test")
     return lead
 
 
@@ -54,6 +58,9 @@ def _one_workflow_of_everything(client, lead):
         body="Hi",
     )
     StaffTask.objects.create(client=client, lead=lead, enrollment=enrollment, title="Call back")
+    from workflows.rules import rule_create
+
+    rule_create(client=client, actor="system:test", name="New leads", event_type="lead.captured", workflow=workflow)
 
 
 def _admin_models():

@@ -483,3 +483,4 @@ class LeadEnrollmentsInline(admin.TabularInline):
 _lead_admin = admin.site._registry.get(Lead)
 if _lead_admin is not None and LeadEnrollmentsInline not in _lead_admin.inlines:
     _lead_admin.inlines = (*_lead_admin.inlines, LeadEnrollmentsInline)
+from . import admin_rules  # noqa: E402, F401 - registers the automation rule admin

@@ -238,6 +238,8 @@ def _run_current(enrollment: Enrollment) -> str | _PendingSend:
         return _move(enrollment, _resolve(enrollment, step, step.config.get("no", "next")))
     if batch is not None and step.kind == Step.Kind.UPDATE_LEAD:
         raise _OneByOne("update_lead changes the lead the batch read")
+    if batch is not None and step.kind == Step.Kind.CRM_HANDOFF:
+        raise _OneByOne("a CRM handoff is written by its own service")
     handler = _HANDLERS[step.kind]
     return handler(enrollment, step, lead)
 
@@ -489,6 +491,42 @@ def _run_exit(enrollment: Enrollment, step: Step, lead: Lead) -> str:
         detail=step.config.get("reason") or step.name or "Exit step",
     )
     return _STOP
+
+
+def _run_crm_handoff(enrollment: Enrollment, step: Step, lead: Lead) -> str:
+    """Ask for a handoff of the lead to the client's CRM (integrations.crm) and move on: the
+    handoff has its own record, retries and dead letter, so the workflow does not wait for the
+    CRM. Its key is the step's visit, so a re-run of this step (a retried task) finds the same
+    handoff instead of asking for a second one."""
+    from integrations.crm import NoCrmConnection, crm_handoff_request
+
+    hold = _hold_reason(enrollment)
+    if hold:
+        _step_run(enrollment, step, StepRun.State.HELD, hold)
+        enrollment_hold(enrollment=enrollment, reason=hold, kind="switch")
+        return _STOP
+    try:
+        handoff = crm_handoff_request(
+            lead=lead,
+            source="workflow",
+            source_key=f"enrollment:{enrollment.pk}:step:{step.key}:visit:{enrollment.visit}",
+            actor=ACTOR,
+            must_reach=step.config.get("must_reach", True),
+        )
+    except NoCrmConnection as exc:
+        # Uncertainty pauses: without a usable CRM connection the enrollment keeps its place
+        # until staff connect one and release it.
+        reason = f"CRM handoff not possible: {exc}"
+        _step_run(enrollment, step, StepRun.State.HELD, reason)
+        enrollment_hold(enrollment=enrollment, reason=reason, kind="channel")
+        return _STOP
+    _complete_run(
+        enrollment,
+        step,
+        summary=f"Handed off to {handoff.connection} (handoff #{handoff.pk}, {handoff.status})",
+        detail={"handoff_id": handoff.pk},
+    )
+    return _move(enrollment, _resolve(enrollment, step, "next"))
 
 
 # --- sends ---------------------------------------------------------------------------------------
@@ -785,6 +823,7 @@ _HANDLERS = {
     Step.Kind.BRANCH: _run_branch,
     Step.Kind.CREATE_TASK: _run_task,
     Step.Kind.UPDATE_LEAD: _run_update,
+    Step.Kind.CRM_HANDOFF: _run_crm_handoff,
     Step.Kind.EXIT: _run_exit,
 }
 

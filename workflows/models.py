@@ -85,6 +85,7 @@ class Step(models.Model):
         BRANCH = "branch", "Branch"
         CREATE_TASK = "create_task", "Create staff task"
         UPDATE_LEAD = "update_lead", "Update lead"
+        CRM_HANDOFF = "crm_handoff", "CRM handoff"
         EXIT = "exit", "Exit"
 
     SENDS = frozenset({Kind.SEND_SMS, Kind.SEND_EMAIL})
@@ -292,3 +293,8 @@ class StaffTask(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.title
+
+
+# Models kept in their own modules (one topic per file); imported here so Django sees them.
+from .models_rules import AutomationRule  # noqa: E402, F401
+from .models_templates import WorkflowTemplate  # noqa: E402, F401

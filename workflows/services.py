@@ -293,11 +293,119 @@ def client_hold_sends(*, client: Client, held: bool, actor: Actor, reason: str =
     return client
 
 
+EDITABLE_FIELDS = ("name", "description", "owner")
+
+
+def workflow_update(*, workflow: Workflow, actor: Actor, **fields: Any) -> Workflow:
+    """Rename, re-describe or re-own a workflow. Steps change through the draft (step_*)."""
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ApplicationError(f"These fields cannot be changed: {', '.join(sorted(unknown))}")
+    if "name" in fields:
+        fields["name"] = (fields["name"] or "").strip()[:120]
+        if not fields["name"]:
+            raise ApplicationError("A workflow needs a name.", {"fields": {"name": "required"}})
+    if fields.get("owner") is not None and not fields["owner"].is_staff:
+        raise ApplicationError("The owner must be a staff user.", {"fields": {"owner": "not a staff user"}})
+    with transaction.atomic():
+        workflow = Workflow.objects.select_for_update().select_related("client").get(pk=workflow.pk)
+        changed = sorted(name for name, value in fields.items() if getattr(workflow, name) != value)
+        if not changed:
+            return workflow
+        for name, value in fields.items():
+            setattr(workflow, name, value)
+        try:
+            with transaction.atomic():
+                workflow.save(update_fields=[*changed, "updated_at"])
+        except IntegrityError as exc:
+            raise ApplicationError(
+                f"{workflow.client} already has a workflow named {fields.get('name')!r}.",
+                {"fields": {"name": "already used"}},
+            ) from exc
+        action_record(
+            verb="workflow.update",
+            actor=actor,
+            client=workflow.client,
+            target=workflow,
+            summary=f"Changed {', '.join(changed)} of {workflow}",
+            detail={"fields": changed},
+        )
+    return workflow
+
+
+def workflow_delete(*, workflow: Workflow, actor: Actor) -> None:
+    """Only a never-published draft with no enrollments and no automation rules goes away;
+    anything that ran keeps its history: archive it (workflow_set_status) instead."""
+    with transaction.atomic():
+        workflow = Workflow.objects.select_for_update().select_related("client").get(pk=workflow.pk)
+        if workflow.status != Workflow.Status.DRAFT or workflow.published_version_id is not None:
+            raise InvalidTransition(
+                f"{workflow} was published: its versions and enrollments are history. Archive it instead "
+                "(POST .../archive/).",
+                {"status": workflow.status},
+            )
+        if workflow.enrollments.exists():
+            raise InvalidTransition(f"{workflow} has enrollments: archive it instead.", {"status": workflow.status})
+        if workflow.rules.exists():
+            raise InvalidTransition(
+                f"Automation rules point at {workflow}: delete or change them first.",
+                {"rules": list(workflow.rules.values_list("pk", flat=True))},
+            )
+        action_record(
+            verb="workflow.delete",
+            actor=actor,
+            client=workflow.client,
+            target=workflow,
+            summary=f"Deleted draft workflow {workflow}",
+        )
+        workflow.delete()
+
+
+def workflow_build(
+    *,
+    client,
+    actor: Actor,
+    name: str = "",
+    description: str | None = None,
+    owner=None,
+    template: str = "",
+) -> Workflow:
+    """A new draft workflow: empty, or with a template's steps (workflows.templates)."""
+    from .templates import workflow_from_template  # templates build on these services
+
+    with transaction.atomic():
+        if template:
+            workflow = workflow_from_template(client=client, key=template, actor=actor, name=name)
+            extra = {k: v for k, v in (("description", description), ("owner", owner)) if v is not None}
+            if extra:
+                workflow = workflow_update(workflow=workflow, actor=actor, **extra)
+            return workflow
+        if owner is not None and not owner.is_staff:
+            raise ApplicationError("The owner must be a staff user.", {"fields": {"owner": "not a staff user"}})
+        return workflow_create(client=client, name=name, description=description or "", owner=owner, actor=actor)
+
+
+def draft_step(*, workflow: Workflow, key: str):
+    """The step with this key in the workflow's draft (made from the published version if there
+    is no draft yet), for step_update / step_delete. None when the draft has no such step."""
+    with transaction.atomic():
+        workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        if workflow.status == Workflow.Status.ARCHIVED:
+            raise InvalidTransition("An archived workflow cannot change.", {"status": workflow.status})
+        return workflow_draft(workflow=workflow).steps.filter(key=key).first()
+
+
 # --- enrollments ---------------------------------------------------------------------------------
 
 
 def enrollment_create(
-    *, workflow: Workflow, lead: Lead, actor: Actor, source_event=None, run_now: bool = True
+    *,
+    workflow: Workflow,
+    lead: Lead,
+    actor: Actor,
+    source_event=None,
+    source_event_id: int | None = None,
+    run_now: bool = True,
 ) -> Enrollment:
     """Enroll a lead in the workflow's published version. A lead is never live twice in one
     workflow: the database refuses it (UNIQUE on the live lead id)."""
@@ -324,7 +432,7 @@ def enrollment_create(
                 next_run_at=now,
                 enrolled_by=who["actor_user"],
                 enrolled_by_label=who["actor_label"],
-                source_event=source_event,
+                source_event_id=source_event.pk if source_event is not None else source_event_id,
                 live_lead_id=lead.pk,
             )
             action_record(

@@ -139,6 +139,9 @@ def validate_step_config(kind: str, config: Any, *, step_keys: set[str] | None =
                 value = changes.get(name)
                 if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > 40):
                     errors[name] = "a tag of 1 to 40 characters"
+        case Step.Kind.CRM_HANDOFF:
+            if not isinstance(config.setdefault("must_reach", True), bool):
+                errors["must_reach"] = "true or false (true: a dead handoff becomes a staff task with the payload)"
         case Step.Kind.EXIT:
             reason = config.setdefault("reason", "")
             if not isinstance(reason, str) or len(reason) > 300:

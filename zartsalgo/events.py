@@ -13,7 +13,7 @@ from typing import Any
 
 @dataclass
 class BusinessEvent:
-    normalized_event_id: int | None  # None in a fast batch: the row is written after the consumers ran
+    normalized_event_id: int | None  # the stored NormalizedEvent (None only for events built outside the pipeline)
     event_type: str
     client: Any  # leads.models.Client
     occurred_at: datetime.datetime

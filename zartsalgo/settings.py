@@ -48,6 +48,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    # Start-up wiring for the API (removes DRF's token admin page, which shows keys in clear).
+    "zartsalgo.apps.ApiConfig",
+    "django_filters",
+    "drf_spectacular",
+    # Swagger UI / Redoc assets served from our static files, not a CDN.
+    "drf_spectacular_sidecar",
     # Ours, in layer order: a lower layer never imports a higher one.
     "adminops",
     "leads",
@@ -162,6 +169,8 @@ CELERY_TASK_QUEUES = tuple(
 CELERY_TASK_ROUTES = {
     # An import runs for minutes to hours: keep it off the webhook ingest workers.
     "integrations.tasks.run_import_job": {"queue": "default"},
+    # A CRM handoff is an outbound provider call, like an SMS: scaled with the other sends.
+    "integrations.tasks.send_crm_handoff": {"queue": "outbound"},
     "integrations.tasks.*": {"queue": "ingest"},
     "workflows.tasks.send_*": {"queue": "outbound"},
     "workflows.tasks.*": {"queue": "workflows"},
@@ -171,6 +180,8 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "beat-heartbeat": {"task": "adminops.tasks.beat_heartbeat", "schedule": 30.0},
     "sweep-raw-events": {"task": "integrations.tasks.sweep_raw_events", "schedule": 30.0},
+    # CRM handoffs whose retry is due, and those a lost message or a dead worker left behind.
+    "sweep-crm-handoffs": {"task": "integrations.tasks.sweep_crm_handoffs", "schedule": 30.0},
     # Claims due enrollments; its cost follows the due rows (index on state, next_run_at).
     "workflows-dispatch-due": {"task": "workflows.tasks.dispatch_due", "schedule": 15.0},
     "flag-stale-connections": {"task": "integrations.tasks.flag_stale_connections", "schedule": crontab(minute="*/10")},
@@ -215,12 +226,41 @@ STORAGES = {
 }
 
 # --- REST framework ----------------------------------------------------------------------------
+# The API under /api/v1/ (docs/api.md): token auth for scripts, the session for the browsable
+# docs. Who sees which client's rows is decided per view by zartsalgo.api.ClientScope.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Cursor pages: an index range read per page, never OFFSET or COUNT(*) on big tables.
+    "DEFAULT_PAGINATION_CLASS": "zartsalgo.api.IdCursorPagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "zartsalgo.errors.drf_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ZartsAlgo Ops API",
+    "DESCRIPTION": "Workflows, enrollments, templates, execution history, leads, connections, normalized events "
+    "and automation rules. Token auth: `Authorization: Token <key>`. See docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Only the /api/v1/ API: provider webhooks authenticate by signature and are documented apart.
+    "PREPROCESSING_HOOKS": ["zartsalgo.api.schema_only_api_v1"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Several models call their choices "status"/"state": one clear name each in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "LeadStatusEnum": "leads.models.Lead.Status",
+        "WorkflowStatusEnum": "workflows.models.Workflow.Status",
+        "ConnectionStatusEnum": "integrations.models.Connection.Status",
+        "EnrollmentStateEnum": "workflows.models.Enrollment.State",
+        "StepRunStateEnum": "workflows.models.StepRun.State",
+        "StepKindEnum": "workflows.models.Step.Kind",
+    },
 }
 
 # --- Product settings ----------------------------------------------------------------------------
@@ -262,6 +302,16 @@ INTEGRATIONS_RING_DEBOUNCE_MS = env.int(
 INTEGRATIONS_DRAIN_PENDING_SECONDS = 30
 # How long a web process reuses a connection it looked up by webhook token.
 INTEGRATIONS_CONNECTION_CACHE_SECONDS = env.int("INTEGRATIONS_CONNECTION_CACHE_SECONDS", default=5)
+# CRM handoff (docs/crm.md). Seconds one CRM call may take before it counts as failed (and is
+# retried: both CRM adapters make a repeat a no-op on the CRM's side).
+INTEGRATIONS_CRM_TIMEOUT_SECONDS = env.int("INTEGRATIONS_CRM_TIMEOUT_SECONDS", default=10)
+# A handoff still pending or sending after this long lost its queue message or its worker: the
+# sweeper sends it again. Must be longer than the timeout above, or a slow call is sent twice.
+INTEGRATIONS_CRM_STUCK_AFTER_SECONDS = env.int("INTEGRATIONS_CRM_STUCK_AFTER_SECONDS", default=300)
+# Called in order with handoff=… when a handoff becomes a dead letter (after it is recorded in
+# failure review). Explicit on purpose, like the event consumers: the workflows layer opens a
+# staff task with the prepared payload for handoffs that must reach the client.
+INTEGRATIONS_CRM_DEAD_HANDLERS = ["workflows.handoffs.crm_handoff_dead_create_task"]
 # Workflow sends for a client without a Twilio/SendGrid connection go to a console channel
 # (one JSON line per message in this file, or the log) instead of being held: the embedded demo.
 WORKFLOWS_CONSOLE_CHANNEL = env.bool("WORKFLOWS_CONSOLE_CHANNEL", default=not IS_PRODUCTION)
@@ -273,6 +323,10 @@ WORKFLOWS_RUN_BATCH = env.int("WORKFLOWS_RUN_BATCH", default=50)
 # How long a claimed enrollment (or one whose send is in flight) is left alone before the
 # scheduler may hand it out again: longer than a provider call, short enough to recover.
 WORKFLOWS_LEASE_SECONDS = env.int("WORKFLOWS_LEASE_SECONDS", default=300)
+# A rule with re-enrollment "always" restarts a live enrollment only if it is older than this:
+# the same person arriving by a second source minutes later (a form, then a missed call) stays
+# one enrollment.
+WORKFLOWS_RULE_RESTART_COOLDOWN_SECONDS = env.int("WORKFLOWS_RULE_RESTART_COOLDOWN_SECONDS", default=1800)
 # Largest webhook body accepted (413 above it).
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
 # Absolute base URL providers call (for Twilio's signature and the URLs shown to staff);

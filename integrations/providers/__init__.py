@@ -17,6 +17,9 @@ ADAPTER_PATHS: dict[str, str] = {
     "quickbooks": "integrations.providers.quickbooks.QuickBooksAdapter",
     "webform": "integrations.providers.webform.WebFormAdapter",
     "csv_import": "integrations.providers.csv_import.CsvImportAdapter",
+    # Outbound-only: CRM handoff connections (integrations/crm_adapters.py, docs/crm.md).
+    "crm_webhook": "integrations.crm_adapters.CrmWebhookAdapter",
+    "hubspot": "integrations.crm_adapters.HubSpotAdapter",
 }
 
 _cache: dict[str, ProviderAdapter] = {}
