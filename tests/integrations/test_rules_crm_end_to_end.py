@@ -111,3 +111,28 @@ def test_without_a_crm_connection_the_step_holds_the_enrollment(
     assert enrollment.state == "held" and enrollment.hold_kind == "channel"
     assert "CRM" in enrollment.hold_reason
     assert not CrmHandoff.objects.exists()
+
+
+def test_a_rule_can_hand_a_lead_straight_to_the_crm(acme, make_connection, deliver, crm, fake_crm, data_ops_user):
+    rule_create(
+        client=acme,
+        actor=data_ops_user,
+        name="Quotes to the CRM",
+        event_type="quote.requested",
+        action="crm_handoff",
+        filters={"urgency": ["emergency", "high"]},
+    )
+    secret = webform_secret()
+    webform = make_connection("webform", signing_secret=secret)
+    body = form_body()  # urgency "ASAP" → high
+    assert deliver("webform", webform, body, sign_standard_webhook(secret, body)).status_code == 200
+
+    event = NormalizedEvent.objects.get(event_type="quote.requested")
+    handoff = CrmHandoff.objects.get()
+    assert handoff.lead_id == event.lead_id and handoff.status == "succeeded" and handoff.must_reach
+    assert handoff.source == "rule" and str(event.pk) in handoff.source_key
+    assert len(fake_crm.contacts) == 1 and not Enrollment.objects.exists()
+
+    calm = form_body(urgency="whenever", contact={"name": "Tom Lee", "phone": "512-555-0199"}, form="Other form")
+    assert deliver("webform", webform, calm, sign_standard_webhook(secret, calm)).status_code == 200
+    assert CrmHandoff.objects.count() == 1  # the filter said no

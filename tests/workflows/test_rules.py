@@ -256,3 +256,28 @@ def test_consent_filter_follows_stop(
     assert post(connection, token, inbound_sms("START", From=PHONE)).status_code == 200
     assert post(connection, token, inbound_sms("Can you come today?", From=PHONE)).status_code == 200
     assert Enrollment.objects.count() == 1
+
+
+def test_the_admin_test_page_explains_a_rule_on_a_past_event(acme, submit, client, data_ops_user):
+    from adminops.roles import roles_sync
+
+    roles_sync()
+    workflow = follow_up(acme)
+    rule = rule_create(
+        client=acme,
+        actor=data_ops_user,
+        name="Emergencies",
+        event_type="quote.requested",
+        filters={"urgency": ["emergency"]},
+        workflow=workflow,
+    )
+    submit(urgency="no rush")
+    event = NormalizedEvent.objects.get(event_type="quote.requested")
+    client.force_login(data_ops_user)
+
+    page = client.get(f"/admin/workflows/automationrule/{rule.pk}/test/")
+    assert page.status_code == 200 and f"?event={event.pk}" in page.content.decode()  # recent events listed
+    page = client.get(f"/admin/workflows/automationrule/{rule.pk}/test/?event={event.pk}")
+    text = page.content.decode()
+    assert "No: it would not fire." in text and "urgency low is not one of emergency" in text
+    assert not Enrollment.objects.exists()
