@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from zartsalgo.admin_tools import FastListAdminMixin, change_link
+from zartsalgo.admin_tools import FastListAdminMixin, ReadOnlyInline, add_lead_inlines, change_link
 from zartsalgo.errors import ApplicationError
 
 from . import crm
@@ -160,3 +160,16 @@ class CrmHandoffAdmin(FastListAdminMixin, ReadOnlyAdmin):
 def _plain(queryset):
     """The selected rows without the changelist's joins (the services lock them FOR UPDATE)."""
     return CrmHandoff.objects.filter(pk__in=queryset.values("pk"))
+
+
+class LeadHandoffsInline(ReadOnlyInline):
+    """On the lead's page: every CRM handoff of the lead (the payload stays on the handoff's page)."""
+
+    model = CrmHandoff
+    fk_name = "lead"
+    ordering = ("-created_at", "-id")
+    fields = ("created_at", "connection", "source", "status", "attempts", "next_attempt_at", "crm_id", "last_error")
+    verbose_name_plural = "CRM handoffs"
+
+
+add_lead_inlines(LeadHandoffsInline)

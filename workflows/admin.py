@@ -20,7 +20,7 @@ from django.utils.html import format_html
 
 from integrations.admin import ReadOnlyAdmin
 from leads.models import Lead
-from zartsalgo.admin_tools import FastListAdminMixin, change_link
+from zartsalgo.admin_tools import FastListAdminMixin, ReadOnlyInline, add_lead_inlines, change_link
 from zartsalgo.errors import ApplicationError
 
 from . import engine, services
@@ -459,28 +459,39 @@ class StepRunAdmin(FastListAdminMixin, ReadOnlyAdmin):
     sortable_by = ("started_at",)
 
 
-class LeadEnrollmentsInline(admin.TabularInline):
-    """On the lead's page: every workflow it is or was in, where it stands."""
+class LeadEnrollmentsInline(ReadOnlyInline):
+    """On the lead's page: every workflow it is or was in, where it stands, and each step it ran."""
 
     model = Enrollment
     fk_name = "lead"
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    fields = ("workflow", "state", "step_key", "next_run_at", "exit_reason", "created_at")
-    readonly_fields = fields
-    verbose_name_plural = "workflow enrollments"
+    fields = ("workflow", "state", "step_key", "next_run_at", "exit_reason", "steps_run", "created_at")
+    verbose_name_plural = "workflow enrollments (with the steps each ran)"
 
-    def has_add_permission(self, request, obj=None):
-        return False
+    def get_queryset(self, request):
+        # One query for every enrollment's step runs, not one per row.
+        return super().get_queryset(request).select_related("workflow").prefetch_related("step_runs")
 
-    def has_change_permission(self, request, obj=None):
-        return False
+    @admin.display(description="steps run (oldest first)")
+    def steps_run(self, obj):
+        runs = sorted(obj.step_runs.all(), key=lambda r: (r.started_at, r.pk))
+        return " · ".join(f"{r.step_key} #{r.visit}: {r.state}" for r in runs) or "—"
 
 
-# Explicit wiring: leads must not import workflows (the layering in DESIGN.md), so the lead page
-# gets its enrollments inline from here.
-_lead_admin = admin.site._registry.get(Lead)
-if _lead_admin is not None and LeadEnrollmentsInline not in _lead_admin.inlines:
-    _lead_admin.inlines = (*_lead_admin.inlines, LeadEnrollmentsInline)
+class LeadMessagesInline(ReadOnlyInline):
+    model = OutboundMessage
+    fk_name = "lead"
+    ordering = ("-created_at", "-id")
+    fields = ("created_at", "channel", "to", "status", "enrollment", "step_key", "sent_at", "provider_id", "error")
+    verbose_name_plural = "outbound messages"
+
+
+class LeadTasksInline(ReadOnlyInline):
+    model = StaffTask
+    fk_name = "lead"
+    ordering = ("status", "due_at", "id")
+    fields = ("title", "status", "assignee", "due_at", "enrollment", "completed_at")
+    verbose_name_plural = "staff tasks"
+
+
+add_lead_inlines(LeadEnrollmentsInline, LeadMessagesInline, LeadTasksInline)
 from . import admin_rules  # noqa: E402, F401 - registers the automation rule admin
