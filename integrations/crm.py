@@ -42,7 +42,7 @@ from .models_crm import CrmHandoff
 
 # The retry schedule (INTEGRATIONS_RETRY_SCHEDULE, ±20% jitter) is the inbound pipeline's: one
 # schedule for every failure staff review, so "dead" means the same thing everywhere.
-from .services import _retry_delay
+from .services import retry_delay
 
 logger = logging.getLogger(__name__)
 Status = CrmHandoff.Status
@@ -335,7 +335,7 @@ def _record_failure(handoff_id: int, *, attempt: int, exc: BaseException, retrya
         handoff = CrmHandoff.objects.select_for_update().get(pk=handoff_id)
         if handoff.status != Status.SENDING or handoff.attempts != attempt:
             return handoff  # a later attempt or a person has moved it on; their outcome stands
-        delay = _retry_delay(attempt) if retryable else None
+        delay = retry_delay(attempt) if retryable else None
         if delay is None:
             _record_dead(handoff, message=message, trace=trace)
         else:

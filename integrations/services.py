@@ -534,7 +534,7 @@ def _consumers() -> list:
     return [import_string(path) for path in settings.INTEGRATIONS_EVENT_CONSUMERS]
 
 
-def _retry_delay(attempt: int) -> timedelta | None:
+def retry_delay(attempt: int) -> timedelta | None:
     """Delay before retry number `attempt` (1-based), with ±20% jitter; None = give up."""
     schedule = settings.INTEGRATIONS_RETRY_SCHEDULE
     if attempt > len(schedule):
@@ -862,7 +862,7 @@ def _record_failure(raw: RawEvent, failure: _StageError) -> None:
     original = failure.original
     message = f"{original.__class__.__name__}: {original}"[:2000]
     trace = "".join(traceback.format_exception(original))[-20000:]
-    delay = _retry_delay(raw.attempts)
+    delay = retry_delay(raw.attempts)
     now = timezone.now()
     raw.status = RawEvent.Status.FAILED if delay else RawEvent.Status.DEAD
     raw.next_attempt_at = now + delay if delay else None
