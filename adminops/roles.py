@@ -29,7 +29,23 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "leads.add_activity",
         "leads.view_consent",
         "adminops.view_adminaction",
+        # Incidents: data ops open, own and close them (through the services: every step logged);
+        # never delete one, and the timeline is written only by those services.
+        "adminops.view_incident",
+        "adminops.add_incident",
+        "adminops.change_incident",
+        "adminops.view_incidententry",
         "portal.view_clientuser",
+        # Client-facing proof: data ops draft, check, approve, publish and retract summaries and
+        # metric cards (add/change; every step goes through portal.services and is logged, and
+        # approval takes a named staff user). Check runs are read-only history; nothing is deleted.
+        "portal.view_summary",
+        "portal.add_summary",
+        "portal.change_summary",
+        "portal.view_metriccard",
+        "portal.add_metriccard",
+        "portal.change_metriccard",
+        "portal.view_checkrun",
         # Provider pipeline: connections, deliveries, events, failure review (replay = change).
         "integrations.view_connection",
         "integrations.change_connection",

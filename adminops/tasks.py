@@ -8,14 +8,18 @@ from django.utils import timezone
 from . import services
 
 BEAT_HEARTBEAT_KEY = "adminops:beat:heartbeat"
+# The Heartbeat row's name; the ops status page (adminops.selectors.ops_status) reads its age.
+BEAT_HEARTBEAT_NAME = "beat"
 
 
 @shared_task(name="adminops.tasks.beat_heartbeat")
 def beat_heartbeat() -> str:
-    """Proves beat and a worker are alive; the ops status page reads the age of this key."""
-    now = timezone.now().isoformat()
-    cache.set(BEAT_HEARTBEAT_KEY, now, timeout=None)
-    return now
+    """Proves beat and a worker are alive. The database row is what the ops status page reads
+    (it works without Redis); the cache key stays for callers that only have the cache."""
+    now = timezone.now()
+    services.heartbeat_record(name=BEAT_HEARTBEAT_NAME, at=now)
+    cache.set(BEAT_HEARTBEAT_KEY, now.isoformat(), timeout=None)
+    return now.isoformat()
 
 
 @shared_task(name="adminops.tasks.sweep_stale_intended_actions")

@@ -37,3 +37,4 @@ def flag_stale_connections() -> int:
 
 from .tasks_crm import send_crm_handoff, sweep_crm_handoffs  # noqa: E402, F401
 from .tasks_imports import run_import_job  # noqa: E402, F401
+from .tasks_search_console import pull_search_console, pull_search_console_due  # noqa: E402, F401

@@ -1,6 +1,21 @@
-from django.http import Http404
+"""Reads for the portal: who a portal user is, the numbers behind proof, and what a client may see."""
 
-from leads.models import Client
+import datetime
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from urllib.parse import urlencode
+
+from django.db.models import QuerySet
+from django.http import Http404
+from django.urls import reverse
+from django.utils import timezone
+
+from integrations.models import Connection, NormalizedEvent
+from leads.models import Client, Lead, LeadSource
+
+from .models import CheckRun, CheckStatus, MetricCard, ProofStatus, Summary
 
 
 def portal_client_for_user(*, user) -> Client:
@@ -9,3 +24,271 @@ def portal_client_for_user(*, user) -> Client:
     if link is None or not user.is_active:
         raise Http404("No portal access")
     return link.client
+
+
+# --- periods and the leads behind a number ------------------------------------------------------
+
+# Leads already marked as spam or duplicates are not counted in any client-facing number.
+EXCLUDED_LOST_REASONS = (Lead.LostReason.SPAM, Lead.LostReason.DUPLICATE)
+# Marketplaces and referrals attribute themselves: the source *is* the attribution.
+SELF_ATTRIBUTED_SOURCES = (LeadSource.THUMBTACK, LeadSource.ANGI, LeadSource.REFERRAL)
+ATTRIBUTION_FIELDS = (
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "gclid",
+    "fbclid",
+    "msclkid",
+    "tracking_number",
+    "landing_page",
+    "referrer",
+)
+
+
+def period_bounds(
+    *, client: Client, start: datetime.date, end: datetime.date
+) -> tuple[datetime.datetime, datetime.datetime]:
+    """[start 00:00, the day after end 00:00) in the client's time zone: its calendar days, DST-correct."""
+    tz = client.tz
+    return (
+        datetime.datetime.combine(start, datetime.time.min, tzinfo=tz),
+        datetime.datetime.combine(end + datetime.timedelta(days=1), datetime.time.min, tzinfo=tz),
+    )
+
+
+def period_leads_all(*, client: Client, start: datetime.date, end: datetime.date) -> QuerySet[Lead]:
+    """Every lead captured in the period (served by lead_client_captured_idx)."""
+    lo, hi = period_bounds(client=client, start=start, end=end)
+    return Lead.objects.filter(client=client, captured_at__gte=lo, captured_at__lt=hi)
+
+
+def period_leads_counted(*, client: Client, start: datetime.date, end: datetime.date) -> QuerySet[Lead]:
+    """The leads every client-facing number is computed from: the period's, minus spam and duplicates."""
+    return period_leads_all(client=client, start=start, end=end).exclude(lost_reason__in=EXCLUDED_LOST_REASONS)
+
+
+def period_events(*, client: Client, start: datetime.date, end: datetime.date) -> QuerySet[NormalizedEvent]:
+    lo, hi = period_bounds(client=client, start=start, end=end)
+    return NormalizedEvent.objects.filter(client=client, occurred_at__gte=lo, occurred_at__lt=hi)
+
+
+def lead_is_attributed(lead: Lead) -> bool:
+    return lead.source in SELF_ATTRIBUTED_SOURCES or any(getattr(lead, f) for f in ATTRIBUTION_FIELDS)
+
+
+@dataclass
+class LeadStats:
+    """The numbers of one period, every one of them computed from lead records."""
+
+    total: int = 0
+    by_source: Counter = field(default_factory=Counter)
+    by_service: Counter = field(default_factory=Counter)
+    responded: int = 0
+    median_response_minutes: Decimal | None = None
+    booked: int = 0
+    lost_reasons: Counter = field(default_factory=Counter)
+    known_source_and_attribution: int = 0
+    lead_ids: list[int] = field(default_factory=list)
+
+    @property
+    def booked_rate(self) -> Decimal | None:
+        return None if not self.total else _pct(self.booked, self.total)
+
+    @property
+    def source_coverage(self) -> Decimal | None:
+        return None if not self.total else _pct(self.known_source_and_attribution, self.total)
+
+
+def _pct(part: int, whole: int) -> Decimal:
+    return (Decimal(part) * 100 / Decimal(whole)).quantize(Decimal("0.1"))
+
+
+_STATS_FIELDS = (
+    "id",
+    "source",
+    "service_type",
+    "status",
+    "lost_reason",
+    "first_response_seconds",
+    *ATTRIBUTION_FIELDS,
+)
+
+
+def lead_stats(*, client: Client, start: datetime.date, end: datetime.date) -> LeadStats:
+    """One pass over the counted leads of the period (only the columns the numbers need)."""
+    stats = LeadStats()
+    responses: list[int] = []
+    for lead in period_leads_counted(client=client, start=start, end=end).only(*_STATS_FIELDS).order_by("id"):
+        stats.total += 1
+        stats.lead_ids.append(lead.pk)
+        stats.by_source[lead.get_source_display()] += 1
+        stats.by_service[lead.service_type or "Not stated"] += 1
+        if lead.first_response_seconds is not None:
+            responses.append(lead.first_response_seconds)
+        if lead.status == Lead.Status.BOOKED:
+            stats.booked += 1
+        if lead.status == Lead.Status.LOST and lead.lost_reason:
+            stats.lost_reasons[lead.get_lost_reason_display()] += 1
+        if lead.source != LeadSource.OTHER and lead_is_attributed(lead):
+            stats.known_source_and_attribution += 1
+    stats.responded = len(responses)
+    if responses:
+        stats.median_response_minutes = (Decimal(statistics.median(responses)) / 60).quantize(Decimal("0.1"))
+    return stats
+
+
+# --- check runs -----------------------------------------------------------------------------------
+
+
+def check_run_latest(*, item: Summary | MetricCard) -> CheckRun | None:
+    runs = item.check_runs.order_by("-ran_at", "-id")
+    return runs.prefetch_related("results").first()
+
+
+def check_run_failures(*, run: CheckRun) -> list[str]:
+    return [f"{r.name}: {r.summary}" for r in run.results.all() if r.status == CheckStatus.FAIL]
+
+
+# --- traceability ---------------------------------------------------------------------------------
+
+
+def _utc(value: datetime.datetime) -> str:
+    return value.astimezone(datetime.UTC).isoformat()
+
+
+def proof_leads_url(*, item: Summary | MetricCard) -> str:
+    """The Lead admin list of exactly the leads behind an item (the counted leads of its period).
+
+    Only lookups the Lead admin accepts: a client filter, a captured_at range (local fields are
+    always allowed) and lost_reason__in listing every reason except spam/duplicate — the empty
+    reason (not lost) included — since the admin cannot exclude.
+    """
+    lo, hi = period_bounds(client=item.client, start=item.period_start, end=item.period_end)
+    counted_reasons = ["", *(r for r in Lead.LostReason.values if r not in EXCLUDED_LOST_REASONS)]
+    query = {
+        "client__id__exact": item.client_id,
+        "captured_at__gte": _utc(lo),
+        "captured_at__lt": _utc(hi),
+        "lost_reason__in": ",".join(counted_reasons),
+    }
+    return f"{reverse('admin:leads_lead_changelist')}?{urlencode(query)}"
+
+
+def proof_events_url(*, item: Summary | MetricCard) -> str:
+    """The normalized-events admin list of the client's events in the item's period."""
+    lo, hi = period_bounds(client=item.client, start=item.period_start, end=item.period_end)
+    query = {"client__id__exact": item.client_id, "occurred_at__gte": _utc(lo), "occurred_at__lt": _utc(hi)}
+    return f"{reverse('admin:integrations_normalizedevent_changelist')}?{urlencode(query)}"
+
+
+def proof_trace_counts(*, item: Summary | MetricCard) -> tuple[int, int]:
+    leads = period_leads_counted(client=item.client, start=item.period_start, end=item.period_end).count()
+    events = period_events(client=item.client, start=item.period_start, end=item.period_end).count()
+    return leads, events
+
+
+# --- what a metric card shows -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardDisplay:
+    value_text: str
+    baseline_text: str
+    status_label: str
+    is_stale: bool
+    stale_note: str = ""
+
+
+def _fmt(value: Decimal | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    number = f"{value.normalize():f}" if value == value.to_integral() else f"{value:.1f}"
+    return f"{number}%" if unit == MetricCard.Unit.PERCENT else f"{number} {unit}"
+
+
+def connection_staleness(connection: Connection | None) -> tuple[bool, str]:
+    """(stale?, why) for a card's source NOW. Uncertain or failing sources count as stale too."""
+    if connection is None:
+        return False, ""
+    since: datetime.datetime | None = None
+    if connection.status in (Connection.Status.UNCERTAIN, Connection.Status.ERROR):
+        since = connection.stale_since or connection.last_error_at or connection.updated_at
+        return True, f"{connection.get_status_display()} since {timezone.localtime(since):%b %-d, %Y %H:%M}"
+    if connection.stale_since or connection.is_stale:
+        reference = connection.last_event_at or connection.created_at
+        since = connection.stale_since or (reference + connection.expected_freshness)
+        return True, f"Stale since {timezone.localtime(since):%b %-d, %Y %H:%M}"
+    return False, ""
+
+
+def card_display(card: MetricCard) -> CardDisplay:
+    """How a card reads right now. A stale source replaces the number with a "stale since" status:
+    a figure from a provider that stopped sending must not look current (portal and admin alike)."""
+    stale, why = connection_staleness(card.connection)
+    baseline_text = _fmt(card.baseline_value, card.unit) if card.baseline_value is not None else "No baseline"
+    if stale:
+        return CardDisplay(
+            value_text="—",
+            baseline_text=baseline_text,
+            status_label=why,
+            is_stale=True,
+            stale_note=f"Data from {card.source_label} has not been arriving; this number will return when it does.",
+        )
+    return CardDisplay(
+        value_text=_fmt(card.current_value, card.unit),
+        baseline_text=baseline_text,
+        status_label=card.get_health_display(),
+        is_stale=False,
+    )
+
+
+# --- what the portal may read -------------------------------------------------------------------------
+
+# Client-safe columns only: internal drafts, notes, evidence and check details are never loaded.
+_SUMMARY_PORTAL_FIELDS = ("id", "client_id", "period_start", "period_end", "title", "body", "published_at")
+_CARD_PORTAL_FIELDS = (
+    "id",
+    "client_id",
+    "period_start",
+    "period_end",
+    "source_label",
+    "connection",
+    "metric_key",
+    "metric_label",
+    "unit",
+    "baseline_value",
+    "current_value",
+    "health",
+    "next_action",
+    "meaning",
+    "published_at",
+)
+
+
+def portal_summaries(*, client: Client, limit: int = 12) -> QuerySet[Summary]:
+    return (
+        Summary.objects.filter(client=client, status=ProofStatus.PUBLISHED)
+        .only(*_SUMMARY_PORTAL_FIELDS)
+        .order_by("-period_end", "-id")[:limit]
+    )
+
+
+def portal_cards(*, client: Client, limit: int = 24) -> list[tuple[MetricCard, CardDisplay]]:
+    cards = (
+        MetricCard.objects.filter(client=client, status=ProofStatus.PUBLISHED)
+        .select_related("connection")
+        .only(*_CARD_PORTAL_FIELDS, *(f"connection__{f}" for f in _CONNECTION_FRESHNESS_FIELDS))
+        .order_by("-period_end", "metric_key", "-id")[:limit]
+    )
+    return [(card, card_display(card)) for card in cards]
+
+
+_CONNECTION_FRESHNESS_FIELDS = (
+    "status",
+    "stale_since",
+    "last_event_at",
+    "last_error_at",
+    "expected_freshness",
+    "created_at",
+    "updated_at",
+)

@@ -187,3 +187,84 @@ class ImportJobFactory(factory.django.DjangoModelFactory):
     sha256 = "0" * 64
     size = 1024
     status = ImportJob.Status.COMPLETED
+
+
+# --- adminops: incidents ---------------------------------------------------------------------------
+from adminops.models import Incident  # noqa: E402
+
+
+class IncidentFactory(factory.django.DjangoModelFactory):
+    """A bare row (no timeline, no holds): tests of the lifecycle call adminops.services."""
+
+    class Meta:
+        model = Incident
+        skip_postgeneration_save = True
+
+    title = factory.Sequence(lambda n: f"Twilio delivery failures {n}")
+    owner = factory.SubFactory(DataOpsUserFactory)
+    severity = Incident.Severity.SEV2
+    rollback_path = "Hold the client's sends; pause the Twilio connection."
+    opened_by_label = "system:test"
+
+    @factory.post_generation
+    def affected_clients(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.affected_clients.set(extracted)
+
+
+# --- portal: client-facing proof ---------------------------------------------------------------------
+from portal.models import CheckResult, CheckRun, MetricCard, Summary  # noqa: E402
+
+
+class SummaryFactory(factory.django.DjangoModelFactory):
+    """A bare draft row; tests of the life cycle call portal.services."""
+
+    class Meta:
+        model = Summary
+
+    client = factory.SubFactory(ClientFactory)
+    period_start = factory.LazyFunction(lambda: datetime.date.today() - datetime.timedelta(days=30))
+    period_end = factory.LazyFunction(datetime.date.today)
+    title = "Results for the last 30 days"
+    body = "You received 12 new leads."
+    internal_draft = "INTERNAL: model draft, not for the client"
+    summarizer = "deterministic"
+
+
+class MetricCardFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = MetricCard
+
+    client = factory.SubFactory(ClientFactory)
+    period_start = factory.LazyFunction(lambda: datetime.date.today() - datetime.timedelta(days=30))
+    period_end = factory.LazyFunction(datetime.date.today)
+    source_label = "Leads (all sources)"
+    metric_key = "leads_captured"
+    metric_label = "Leads captured"
+    unit = MetricCard.Unit.LEADS
+    current_value = 12
+    health = MetricCard.Health.ON_TRACK
+    internal_notes = "INTERNAL: card notes"
+
+
+def proof_rows(*, client) -> tuple[Summary, MetricCard, CheckRun]:
+    """One summary, one metric card and one check run with a result (the admin pages need a row each)."""
+    summary = SummaryFactory(client=client)
+    card = MetricCardFactory(client=client)
+    run = CheckRun.objects.create(
+        client=client,
+        summary=summary,
+        period_start=summary.period_start,
+        period_end=summary.period_end,
+        ran_by_label="system:test",
+        status="warn",
+    )
+    CheckResult.objects.create(
+        run=run,
+        check_key="spam",
+        name="Spam heuristics",
+        status="warn",
+        summary="1 lead looks like spam",
+        details={"leads": [{"lead_id": 1, "reasons": ["email domain mailinator.com is a disposable-mailbox service"]}]},
+    )
+    return summary, card, run

@@ -21,12 +21,14 @@ def one_of_everything(acme):
     factories.ConsentFactory(lead=lead)
     factories.AdminActionFactory(lead=lead)
     factories.ClientUserFactory(client=acme)
+    factories.proof_rows(client=acme)  # a summary, a metric card and a check run
     error = factories.SyncErrorFactory(raw_event__connection__client=acme)
     receipt = factories.WebhookEventFactory(connection=error.connection)
     error.raw_event.receipt = receipt  # the receipt page lists its raw events
     error.raw_event.save(update_fields=["receipt"])
     factories.NormalizedEventFactory(raw_event=error.raw_event, lead=lead)
     factories.ImportJobFactory(client=acme)
+    factories.IncidentFactory(affected_clients=[acme])
     _one_workflow_of_everything(acme, lead)
     factories.ConnectionFactory(client=acme, provider="hubspot")
     from integrations.crm import crm_handoff_request

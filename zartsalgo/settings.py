@@ -171,6 +171,8 @@ CELERY_TASK_ROUTES = {
     "integrations.tasks.run_import_job": {"queue": "default"},
     # A CRM handoff is an outbound provider call, like an SMS: scaled with the other sends.
     "integrations.tasks.send_crm_handoff": {"queue": "outbound"},
+    # Search Console pulls page through Google's API for seconds to minutes: not on ingest.
+    "integrations.tasks.pull_search_console*": {"queue": "default"},
     "integrations.tasks.*": {"queue": "ingest"},
     "workflows.tasks.send_*": {"queue": "outbound"},
     "workflows.tasks.*": {"queue": "workflows"},
@@ -178,6 +180,7 @@ CELERY_TASK_ROUTES = {
 }
 # The beat schedule lives in code (django-celery-beat does not support this Django).
 CELERY_BEAT_SCHEDULE = {
+    # Writes the "beat" Heartbeat row; the ops status page flags it older than 3x this interval.
     "beat-heartbeat": {"task": "adminops.tasks.beat_heartbeat", "schedule": 30.0},
     "sweep-raw-events": {"task": "integrations.tasks.sweep_raw_events", "schedule": 30.0},
     # CRM handoffs whose retry is due, and those a lost message or a dead worker left behind.
@@ -189,6 +192,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "adminops.tasks.sweep_stale_intended_actions",
         "schedule": crontab(minute="*/5"),
     },
+    # Pulls each Search Console connection whose pull is due (every SEARCH_CONSOLE_PULL_EVERY_HOURS,
+    # or its retry time after a failure); a plain number so run_scheduler keeps the same cadence.
+    "pull-search-console": {"task": "integrations.tasks.pull_search_console_due", "schedule": 900.0},
 }
 
 # --- Auth, i18n, static ----------------------------------------------------------------------
@@ -272,6 +278,61 @@ DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="US")
 ADMIN_ACTION_UNKNOWN_AFTER_SECONDS = env.int("ADMIN_ACTION_UNKNOWN_AFTER_SECONDS", default=15 * 60)
 # Admin list pages count at most this many rows; past it they say "N+" (no full COUNT(*)).
 ADMIN_COUNT_CAP = env.int("ADMIN_COUNT_CAP", default=10_000)
+# Called in order when an incident holds or releases sends (adminops/incident_holds.py). Named
+# here because adminops sits below workflows, which owns the client and workflow send switches.
+ADMINOPS_INCIDENT_HOLD_HOOKS = ["adminops.incident_holds.workflow_send_holds"]
+# Ops status (/ops/status/, docs/operations.md): past these the overall status is "degraded".
+# Scheduler lag: age of the oldest due enrollment; the dispatcher runs every 15 s.
+OPS_SCHEDULER_LAG_WARN_SECONDS = env.int("OPS_SCHEDULER_LAG_WARN_SECONDS", default=120)
+# Age of the oldest raw event still waiting (received) to be processed.
+OPS_RAW_BACKLOG_WARN_SECONDS = env.int("OPS_RAW_BACKLOG_WARN_SECONDS", default=300)
+
+# --- Portal proof (docs/proof.md) ----------------------------------------------------------------
+# Drafts summaries; any class with `key` and `summarize(client, start, end) -> SummaryDraft`.
+PORTAL_SUMMARIZER = env.str("PORTAL_SUMMARIZER", default="portal.summarizers.DeterministicSummarizer")
+# Data-quality checks run before publishing, in this order (portal/checks.py).
+PORTAL_CHECKS = [
+    "portal.checks.DuplicateLeadsCheck",
+    "portal.checks.SpamCheck",
+    "portal.checks.ProviderFreshnessCheck",
+    "portal.checks.FieldCompletenessCheck",
+]
+# A check run older than this no longer vouches for a publish: run the checks again.
+PORTAL_CHECK_MAX_AGE_HOURS = env.int("PORTAL_CHECK_MAX_AGE_HOURS", default=24)
+# Lead/event ids kept per check result (the count is always complete).
+PORTAL_CHECK_DETAIL_CAP = env.int("PORTAL_CHECK_DETAIL_CAP", default=50)
+# Spam heuristics: a body with this many links or more is link-stuffed; a word this long (letters)
+# with a vowel share below the ratio, a consonant run this long, or one character repeated this
+# many times in a row reads as gibberish.
+PORTAL_SPAM_MAX_LINKS = env.int("PORTAL_SPAM_MAX_LINKS", default=3)
+PORTAL_SPAM_GIBBERISH_MIN_WORD = env.int("PORTAL_SPAM_GIBBERISH_MIN_WORD", default=8)
+PORTAL_SPAM_GIBBERISH_VOWEL_RATIO = env.float("PORTAL_SPAM_GIBBERISH_VOWEL_RATIO", default=0.1)
+PORTAL_SPAM_GIBBERISH_CONSONANT_RUN = env.int("PORTAL_SPAM_GIBBERISH_CONSONANT_RUN", default=7)
+PORTAL_SPAM_GIBBERISH_REPEAT_RUN = env.int("PORTAL_SPAM_GIBBERISH_REPEAT_RUN", default=4)
+PORTAL_DISPOSABLE_EMAIL_DOMAINS = env.list(
+    "PORTAL_DISPOSABLE_EMAIL_DOMAINS",
+    default=[
+        "mailinator.com",
+        "guerrillamail.com",
+        "sharklasers.com",
+        "10minutemail.com",
+        "temp-mail.org",
+        "tempmail.com",
+        "yopmail.com",
+        "trashmail.com",
+        "getnada.com",
+        "maildrop.cc",
+        "dispostable.com",
+        "throwawaymail.com",
+    ],
+)
+# Field completeness (source, service type, attribution): below WARN the check warns, below FAIL it fails.
+PORTAL_COMPLETENESS_WARN_BELOW = env.float("PORTAL_COMPLETENESS_WARN_BELOW", default=0.9)
+PORTAL_COMPLETENESS_FAIL_BELOW = env.float("PORTAL_COMPLETENESS_FAIL_BELOW", default=0.6)
+# Outbound-only providers: their silence says nothing about the freshness of the proof.
+PORTAL_FRESHNESS_IGNORE_PROVIDERS = env.list(
+    "PORTAL_FRESHNESS_IGNORE_PROVIDERS", default=["crm_webhook", "hubspot", "sendgrid"]
+)
 
 # --- Integrations ------------------------------------------------------------------------------
 # Who reacts to a normalized event, in this order. Explicit on purpose (no signals): leads first
@@ -312,6 +373,14 @@ INTEGRATIONS_CRM_STUCK_AFTER_SECONDS = env.int("INTEGRATIONS_CRM_STUCK_AFTER_SEC
 # failure review). Explicit on purpose, like the event consumers: the workflows layer opens a
 # staff task with the prepared payload for handoffs that must reach the client.
 INTEGRATIONS_CRM_DEAD_HANDLERS = ["workflows.handoffs.crm_handoff_dead_create_task"]
+# Search Console metric pulls (docs/search_console.md). Each pull reads the last PULL_DAYS days
+# ending LAG_DAYS ago (Google's data settles 2-3 days late), every PULL_EVERY_HOURS per connection.
+SEARCH_CONSOLE_PULL_DAYS = env.int("SEARCH_CONSOLE_PULL_DAYS", default=7)
+SEARCH_CONSOLE_LAG_DAYS = env.int("SEARCH_CONSOLE_LAG_DAYS", default=3)
+SEARCH_CONSOLE_PULL_EVERY_HOURS = env.int("SEARCH_CONSOLE_PULL_EVERY_HOURS", default=12)
+# Rows per searchAnalytics.query request (Google's maximum is 25000) and seconds per request.
+SEARCH_CONSOLE_ROW_LIMIT = env.int("SEARCH_CONSOLE_ROW_LIMIT", default=25000)
+SEARCH_CONSOLE_TIMEOUT_SECONDS = env.int("SEARCH_CONSOLE_TIMEOUT_SECONDS", default=30)
 # Workflow sends for a client without a Twilio/SendGrid connection go to a console channel
 # (one JSON line per message in this file, or the log) instead of being held: the embedded demo.
 WORKFLOWS_CONSOLE_CHANNEL = env.bool("WORKFLOWS_CONSOLE_CHANNEL", default=not IS_PRODUCTION)

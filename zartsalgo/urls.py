@@ -20,6 +20,8 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     # Provider webhooks: /api/webhooks/<provider>/<token>/ (docs/webhooks.md).
     path("api/", include("integrations.urls")),
+    # Staff ops pages: failure review and ops status (docs/operations.md).
+    path("ops/", include("adminops.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
 ]

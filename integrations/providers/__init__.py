@@ -17,6 +17,8 @@ ADAPTER_PATHS: dict[str, str] = {
     "quickbooks": "integrations.providers.quickbooks.QuickBooksAdapter",
     "webform": "integrations.providers.webform.WebFormAdapter",
     "csv_import": "integrations.providers.csv_import.CsvImportAdapter",
+    # Pulled on a schedule, never posted to (integrations/search_console.py, docs/search_console.md).
+    "search_console": "integrations.providers.search_console.SearchConsoleAdapter",
     # Outbound-only: CRM handoff connections (integrations/crm_adapters.py, docs/crm.md).
     "crm_webhook": "integrations.crm_adapters.CrmWebhookAdapter",
     "hubspot": "integrations.crm_adapters.HubSpotAdapter",

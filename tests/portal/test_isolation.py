@@ -58,3 +58,53 @@ def test_portal_users_are_never_staff(two_tenants):
     user, _, _ = two_tenants
     assert not user.is_staff and not user.is_superuser
     assert user.client_user.client.slug == "acme"
+
+
+# --- published proof: only this client's, only published, never the internal fields ---------------
+
+
+def test_portal_shows_only_this_clients_published_proof(client, two_tenants, acme, other_client, data_ops_user):
+    from django.utils import timezone
+
+    from portal import services
+    from tests.portal.helpers import last_ten_days, publish
+
+    user, _, _ = two_tenants
+    start, end = last_ten_days(acme)
+
+    def summary(c, title, internal):
+        return factories.SummaryFactory(
+            client=c, period_start=start, period_end=end, title=title, body=f"{title} body", internal_draft=internal
+        )
+
+    mine = summary(acme, "Mine published", "SECRET-DRAFT-MINE")
+    publish(mine, data_ops_user, override_reason="test")
+    theirs = summary(other_client, "Theirs published", "SECRET-DRAFT-THEIRS")
+    publish(theirs, data_ops_user, override_reason="test")
+    summary(acme, "Mine draft", "SECRET-DRAFT-2")
+    approved = summary(acme, "Mine approved only", "SECRET-DRAFT-3")
+    services.summary_check(summary=approved, actor=data_ops_user)
+    services.summary_approve(summary=approved, actor=data_ops_user)
+    card = factories.MetricCardFactory(
+        client=acme, period_start=start, period_end=end, metric_label="Leads captured", internal_notes="SECRET-NOTES"
+    )
+    publish(card, data_ops_user, override_reason="test")
+    factories.MetricCardFactory(client=acme, metric_label="Unpublished metric", internal_notes="SECRET-NOTES-2")
+    other_card = factories.MetricCardFactory(client=other_client, metric_label="Their metric")
+    publish(other_card, data_ops_user, override_reason="test")
+    assert mine.published_at <= timezone.now()
+
+    client.force_login(user)
+    html = client.get("/portal/").content.decode()
+    assert "Mine published" in html and "Leads captured" in html and "12 leads" in html
+    for hidden in (
+        "Theirs published",
+        "Mine draft",
+        "Mine approved only",
+        "Unpublished metric",
+        "Their metric",
+        "SECRET",  # internal drafts and notes of every item
+        "Spam heuristics",  # check names/details never reach the portal
+        "override",
+    ):
+        assert hidden not in html, hidden
