@@ -86,6 +86,15 @@ bench-webhooks: install
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq wrk; fi; }
 	$(PY) bench/webhooks.py $(BENCH_WEBHOOKS_ARGS)
 
+.PHONY: bench-scale
+# Portal dashboard/reports, the admin client report and the admin lead list at 1M leads on MariaDB,
+# p50/p95/p99 + queries vs a one-row-SELECT baseline (bench/portal_scale.py, bench/README.md "Scale").
+# Fills zartsalgo_scale first if needed (bench/gen_leads.py: ~15-20 min once; a no-op afterwards).
+# BENCH_SCALE_GEN_ARGS="--leads 100000" / BENCH_SCALE_ARGS="--requests 50 --explain" to vary.
+bench-scale: install
+	$(PY) bench/gen_leads.py $(BENCH_SCALE_GEN_ARGS)
+	$(PY) bench/portal_scale.py $(BENCH_SCALE_ARGS)
+
 .PHONY: clean
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

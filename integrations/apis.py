@@ -89,13 +89,52 @@ class ConnectionDetailApi(ScopedMixin, generics.RetrieveAPIView):
         return self.scope.filter(Connection.objects.all())
 
 
+# What a client's own API user sees of a normalized event's data: named, client-safe fields only,
+# at every depth. Free text copied from a payload (message bodies, job descriptions, import notes)
+# stays with staff, as the same text on the timeline does (Activity.body is internal unless marked
+# visible), and so do error text and internal prices. A key not listed here is hidden from clients
+# by default: a new adapter field is staff-only until someone decides it is client-safe.
+CLIENT_VISIBLE_DATA_KEYS = frozenset(
+    {
+        *("provider_id", "summary", "status", "event", "type", "channel", "source", "service", "service_type"),
+        *("phone", "email", "first_name", "last_name", "full_name", "postal_code", "city", "state_region"),
+        *("market", "urgency", "contact_method", "tracking_number", "caller_withheld", "call_type"),
+        *("call_status", "duration", "answered", "voicemail", "num_media", "has_message", "keyword"),
+        *("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid", "fbclid", "msclkid"),
+        *("landing_page", "referrer", "attribution", "date", "page", "query", "site", "dimensions"),
+        *("clicks", "impressions", "ctr", "position", "rows", "start", "end", "created", "updated"),
+        *("merged", "failed", "ignored", "duplicate", "processed", "counts", "occurred_at"),
+    }
+)
+
+
+def client_safe_data(value):
+    """`value` with every mapping reduced to CLIENT_VISIBLE_DATA_KEYS, recursively."""
+    if isinstance(value, dict):
+        return {k: client_safe_data(v) for k, v in value.items() if k in CLIENT_VISIBLE_DATA_KEYS}
+    if isinstance(value, list):
+        return [client_safe_data(v) for v in value]
+    return value
+
+
 class NormalizedEventOutput(OutputSerializer):
-    data = serializers.JSONField(read_only=True, help_text="The normalized fields (never the raw payload).")
+    data = serializers.JSONField(
+        read_only=True,
+        help_text="The normalized fields (never the raw payload). Client users see only client-safe "
+        "fields: no message text, descriptions, notes or error text.",
+    )
 
     class Meta:
         model = NormalizedEvent
         fields = ("id", "client", "lead", "event_type", "occurred_at", "data", "applied_at", "created_at")
         read_only_fields = fields
+
+    def to_representation(self, instance):
+        out = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is None or not scope_of(request).is_staff:
+            out["data"] = client_safe_data(out["data"])
+        return out
 
 
 class NormalizedEventFilter(filters.FilterSet):

@@ -20,6 +20,9 @@ def pull_search_console_due() -> int:
 
 @shared_task(name="integrations.tasks.pull_search_console")
 def pull_search_console(connection_id: int) -> str:
+    # Metric cards are not computed here: the rows become metric.observed later, in the drain
+    # (another worker in production). `draft_summaries --cards` drafts them for a reporting
+    # period (portal/search_console_cards.py), and card_display reads staleness live.
     from zartsalgo.errors import ApplicationError
 
     from .models import Connection

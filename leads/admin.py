@@ -1,27 +1,46 @@
 """Staff admin for clients and leads. Thin: every change goes through leads.services."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import build_q_object_from_lookup_parameters
 from django.contrib.auth import get_user_model
+from django.db import OperationalError, connections
+from django.db.models import Max, Min, QuerySet
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from adminops.models import AdminAction
-from zartsalgo.admin_tools import FastListAdminMixin, change_link
+from zartsalgo.admin_tools import CappedCountPaginator, FastChangeList, FastListAdminMixin, change_link
 from zartsalgo.errors import ApplicationError
 
 from . import services
+from .admin_reports import ClientReportAdminMixin, NextActionFilter, SourceAttributionFilter
 from .models import Activity, Client, Consent, Lead
 from .selectors import lead_search_q
 
+ER_STATEMENT_TIMEOUT = 1969  # MariaDB: "Query execution was interrupted (max_statement_time exceeded)"
+
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "status", "time_zone", "quiet_hours_start", "quiet_hours_end", "joined_on")
+class ClientAdmin(ClientReportAdminMixin, admin.ModelAdmin):
+    # report_link / the report page: leads.admin_reports (the lead report with drill-down).
+    list_display = (
+        "name",
+        "slug",
+        "status",
+        "time_zone",
+        "quiet_hours_start",
+        "quiet_hours_end",
+        "joined_on",
+        "report_link",
+    )
+    readonly_fields = ("report_link",)
     list_filter = ("status",)
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     fieldsets = (
-        (None, {"fields": ("name", "slug", "status", "joined_on")}),
+        (None, {"fields": ("name", "slug", "status", "joined_on", "report_link")}),
         ("Messaging", {"fields": ("time_zone", "phone_region", "quiet_hours_start", "quiet_hours_end")}),
         ("Coverage", {"fields": ("markets", "service_catalog")}),
     )
@@ -61,6 +80,130 @@ class OwnerFilter(admin.SimpleListFilter):
         if value == "none":
             return queryset.filter(owner__isnull=True)
         return queryset.filter(owner_id=value) if value and value.isdigit() else queryset
+
+
+class LeadListPaginator(CappedCountPaginator):
+    """The capped count of FastListAdminMixin with a time budget, and a deferred join for later pages.
+
+    Count: `COUNT(*) FROM (… LIMIT cap + 1)` reads at most cap + 1 matching rows, which is an
+    index range read when one filter is set (every filter has a (filter, captured_at) index).
+    Two filters that share no index (urgency=emergency & source=web form: 1 % of 1M leads) make
+    it read the rows of one index and test the other column on each row until it has counted
+    10,001: 1.3 s at 1M leads with a cold buffer pool. On MariaDB the count therefore runs under
+    `max_statement_time` (ADMIN_COUNT_BUDGET_MS, 100 ms): a count that has not finished by then
+    is replaced by the optimizer's estimate (below) — the page itself (50 rows, the newest
+    first) is still exact. Elsewhere (SQLite in development) the plain capped count.
+
+    Pages: `ORDER BY captured_at DESC, id DESC LIMIT 50 OFFSET 9950` reads the sort index
+    backwards, but InnoDB fetches the whole 67-column row of each of the 10,000 entries it skips
+    before LIMIT throws them away. Asking first for the ids only is a covering read of the same
+    index (every secondary index carries the primary key); the 50 rows are then fetched by
+    primary key. Page 1 keeps the single query (OFFSET 0: nothing to skip), so it costs what it
+    did and a later page exactly one query more. The deepest page is bounded by the count cap.
+    """
+
+    estimated = False  # True when the count was over budget and is the optimizer's estimate
+
+    @cached_property
+    def budget_seconds(self) -> float:
+        return getattr(settings, "ADMIN_COUNT_BUDGET_MS", 100) / 1000
+
+    @cached_property
+    def count(self) -> int:
+        qs = self.object_list
+        conn = connections[qs.db] if hasattr(qs, "db") else None
+        if conn is None or not (conn.vendor == "mysql" and conn.mysql_is_mariadb) or self.budget_seconds <= 0:
+            return super().count
+        sql, params = qs.order_by().values("pk")[: self.cap + 1].query.sql_with_params()
+        # The inner SQL is the ORM's own (values are parameters); the budget is a float we format.
+        statement = f"SET STATEMENT max_statement_time={self.budget_seconds:.3f} FOR SELECT COUNT(*) FROM ({sql}) t"  # noqa: S608
+        try:
+            # No savepoint: on MariaDB an interrupted statement leaves the transaction usable.
+            with conn.cursor() as cursor:
+                cursor.execute(statement, params)
+                return cursor.fetchone()[0]
+        except OperationalError as exc:
+            if not (exc.args and exc.args[0] == ER_STATEMENT_TIMEOUT):
+                raise
+        # Over budget: the optimizer's row estimate for the list's access path (EXPLAIN, ~1 ms),
+        # capped like the count. Exact for one index range (a name prefix: 4,040 for "Herr"),
+        # an upper bound when a second filter is tested row by row; either way the page of 50
+        # rows is exact and the pager only says roughly how far the list goes.
+        self.estimated = True
+        with conn.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {sql}", params)
+            columns = [c[0] for c in cursor.description]
+            rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        estimate = max((int(r.get("rows") or 0) for r in rows), default=0)
+        return min(max(estimate, 1), self.cap + 1)
+
+    def page(self, number):
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        if bottom == 0 or not hasattr(self.object_list, "values_list"):
+            return super().page(number)
+        top = bottom + self.per_page
+        if top + self.orphans >= self.count:
+            top = self.count
+        return self._get_page(self._rows(bottom, top), number, self)
+
+    def _rows(self, bottom: int, top: int) -> list:
+        ids = list(self.object_list.values_list("pk", flat=True)[bottom:top])
+        # Same queryset (filters, select_related owner, prefetch of clients), no sort needed.
+        by_pk = {obj.pk: obj for obj in self.object_list.order_by().filter(pk__in=ids)}
+        return [by_pk[pk] for pk in ids if pk in by_pk]
+
+
+def _bounds_queryset_class(base: type, bounds_source) -> type:
+    """`base` with MIN/MAX(captured_at) answered from `bounds_source` (see LeadChangeList)."""
+
+    def aggregate(self, *args, **kwargs):
+        exprs = list(kwargs.values())
+        if (
+            not args
+            and exprs
+            and all(
+                isinstance(e, Min | Max) and getattr(e.get_source_expressions()[0], "name", None) == "captured_at"
+                for e in exprs
+            )
+        ):
+            return QuerySet.aggregate(bounds_source, **kwargs)
+        return QuerySet.aggregate(self, *args, **kwargs)
+
+    return type(f"Bounded{base.__name__}", (base,), {"aggregate": aggregate})
+
+
+class LeadChangeList(FastChangeList):
+    def get_filters(self, request):
+        result = super().get_filters(request)
+        # What the date hierarchy itself narrows to (year/month/day drill-down as a gte/lt range,
+        # or a report link's captured_at__gte/__lt), without the other filters or the search.
+        lookups = result[2]
+        self.date_lookups = {k: v for k, v in lookups.items() if k.split("__")[0] == self.date_hierarchy}
+        return result
+
+    def get_queryset(self, request, exclude_parameters=None):
+        qs = super().get_queryset(request, exclude_parameters)
+        if self.date_hierarchy and exclude_parameters is None:
+            # The date hierarchy asks for MIN/MAX(captured_at) of the filtered list twice (the
+            # template tag, then datetimes()). With two filters that share no index, or a name
+            # search, that reads every matching row: 1.5 s each at 1M leads. The links are taken
+            # from the period drilled into instead (two probes of lead_captured_idx), so a year
+            # or month link may lead to an empty page for a narrow filter, as with
+            # RangeDatesMixin already between the first and the last lead.
+            bounds = self.root_queryset.order_by().filter(
+                build_q_object_from_lookup_parameters(getattr(self, "date_lookups", {}))
+            )
+            qs.__class__ = _bounds_queryset_class(qs.__class__, bounds)
+        return qs
+
+    def get_ordering_field(self, field_name):
+        # Django honours any list_display position in ?o=, sortable_by only hides the header
+        # links. A typed ?o=4 (email) would sort 1M rows without an index; columns outside
+        # sortable_by are ignored instead, and the default index order applies.
+        if field_name not in self.sortable_by:
+            return None
+        return super().get_ordering_field(field_name)
 
 
 class ActivityInline(admin.TabularInline):
@@ -178,7 +321,26 @@ class LeadAdmin(FastListAdminMixin, admin.ModelAdmin):
         "dq",
     )
     list_display_links = ("__str__",)
-    list_filter = ("client", "status", "source", MarketFilter, "urgency", OwnerFilter, "has_data_quality_issues")
+    # Every filter's choices come from a small table or from `choices`, never from a DISTINCT
+    # over the leads: client (the client table, 1 query), status/source/urgency/DQ (choices),
+    # market (clients' configured markets), owner (staff users).
+    # The last two: the leads behind the lead report's coverage and next-action numbers
+    # (leads.admin_reports; its drill-down links use them).
+    list_filter = (
+        "client",
+        "status",
+        "source",
+        MarketFilter,
+        "urgency",
+        OwnerFilter,
+        "has_data_quality_issues",
+        SourceAttributionFilter,
+        NextActionFilter,
+    )
+    # "Show counts" would COUNT(*) every filter choice over the filtered list (one aggregate per
+    # choice, ~40 on this page, each up to a full index scan at 1M leads): not offered here.
+    show_facets = admin.ShowFacets.NEVER
+    paginator = LeadListPaginator
     # Not the client: an INNER JOIN to the small client table makes MariaDB start from the
     # clients and filesort every lead; the page's clients come in one prefetch query instead.
     list_select_related = ("owner",)
@@ -282,6 +444,9 @@ class LeadAdmin(FastListAdminMixin, admin.ModelAdmin):
                 ((f.get("field"), f.get("reason"), f.get("value", "")) for f in obj.data_quality_flags),
             ),
         )
+
+    def get_changelist(self, request, **kwargs):
+        return LeadChangeList
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("client")

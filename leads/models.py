@@ -223,6 +223,10 @@ class Lead(TimeStampedModel):
             models.Index(fields=["last_name"], name="lead_last_name_idx"),
             models.Index(fields=["last_activity_at"], name="lead_last_activity_idx"),
             models.Index(fields=["status_changed_at"], name="lead_status_changed_idx"),
+            # Report rollups (leads.rollups): the leads changed since the last refresh, and a
+            # client's overdue next actions, counted from this index alone (leads.reports).
+            models.Index(fields=["updated_at"], name="lead_updated_idx"),
+            models.Index(fields=["client", "status", "next_action_due"], name="lead_client_status_due_idx"),
         ]
 
     def __str__(self) -> str:
@@ -327,3 +331,7 @@ class Activity(models.Model):
     @property
     def is_provider_made(self) -> bool:
         return bool(self.provider)
+
+
+# Daily report rollups live in their own module; imported here so Django registers them.
+from .models_rollups import LeadDailyRollup, LeadRollupClientState, LeadRollupWatermark  # noqa: E402, F401

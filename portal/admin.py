@@ -7,11 +7,13 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
+from integrations.search_console import PROVIDER as SEARCH_CONSOLE
 from zartsalgo.admin_tools import change_link
 from zartsalgo.errors import ApplicationError
 
 from . import services
 from .models import CheckRun, ClientUser, MetricCard, ProofStatus, Summary
+from .search_console_cards import search_console_cards_compute
 from .selectors import (
     card_display,
     check_run_failures,
@@ -341,11 +343,23 @@ class MetricCardAdmin(ProofAdmin):
         return card_display(obj).status_label
 
     def draft(self, request, data):
+        connection = data.get("connection")
+        if connection is not None and connection.provider == SEARCH_CONSOLE:
+            # A Search Console connection: its own four cards (clicks, impressions, CTR, position).
+            cards = search_console_cards_compute(
+                client=data["client"],
+                connection=connection,
+                period_start=data["period_start"],
+                period_end=data["period_end"],
+                actor=request.user,
+            )
+            messages.info(request, f"{len(cards)} Search Console card(s) drafted or refreshed.")
+            return cards[0]
         cards = services.metric_cards_compute(
             client=data["client"],
             period_start=data["period_start"],
             period_end=data["period_end"],
-            connection=data.get("connection"),
+            connection=connection,
             actor=request.user,
         )
         messages.info(request, f"{len(cards)} metric card(s) drafted or refreshed.")

@@ -133,6 +133,11 @@ class MetricCard(ProofItem):
         LEADS = "leads", "leads"
         MINUTES = "minutes", "minutes"
         PERCENT = "percent", "%"
+        # Search Console cards (portal/search_console_cards.py). The value is shown after the
+        # number ("17 clicks"), so it is a word a client reads.
+        CLICKS = "clicks", "clicks"
+        IMPRESSIONS = "impressions", "impressions"
+        POSITION = "position", "position"
 
     source_label = models.CharField(
         max_length=120, help_text='Where the number comes from, e.g. "Leads (all sources)".'

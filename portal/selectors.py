@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import urlencode
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 from django.http import Http404
 from django.urls import reverse
@@ -203,7 +204,11 @@ def _fmt(value: Decimal | None, unit: str) -> str:
     if value is None:
         return "—"
     number = f"{value.normalize():f}" if value == value.to_integral() else f"{value:.1f}"
-    return f"{number}%" if unit == MetricCard.Unit.PERCENT else f"{number} {unit}"
+    if unit == MetricCard.Unit.PERCENT:
+        return f"{number}%"
+    if unit == MetricCard.Unit.POSITION:
+        return f"#{number}"  # an average rank in Google's results: "#4.6", not "4.6 position"
+    return f"{number} {unit}"
 
 
 def connection_staleness(connection: Connection | None) -> tuple[bool, str]:
@@ -292,3 +297,246 @@ _CONNECTION_FRESHNESS_FIELDS = (
     "created_at",
     "updated_at",
 )
+
+
+# --- portal pages: report periods, trends and CSV rows ------------------------------------------------
+#
+# "The approved version" (docs/portal.md): a client sees numbers only for periods our team has
+# published proof for. Report pages exist for exactly the periods of this client's published
+# metric cards and summaries; on such a page the published cards are the headline, and the
+# aggregate breakdown (leads.reports.lead_report: counts only, never a lead's name or phone) is
+# computed for that same period. A period nobody checked, approved and published has no page, so
+# a number our checks never vouched for (spam not yet marked, a half-imported CSV) never reaches
+# the client. Lead-level rows, AI drafts, internal notes and evidence are never read here.
+
+PORTAL_PERIODS_LIMIT = 24
+
+# metric card key → the leads.reports.lead_trend metric that draws its daily trend.
+LEAD_TREND_METRICS = {
+    "leads_captured": "leads",
+    "median_response_minutes": "response_median_minutes",
+    "booked_rate": "booked_rate",
+    "source_coverage": "source_coverage",
+}
+
+
+@dataclass(frozen=True)
+class ReportPeriod:
+    start: datetime.date
+    end: datetime.date
+
+    @property
+    def slug(self) -> str:
+        return f"{self.start:%Y-%m-%d}--{self.end:%Y-%m-%d}"
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+
+def report_period_from_slug(slug: str) -> ReportPeriod:
+    """Parse "YYYY-MM-DD--YYYY-MM-DD"; anything else is a 404 (the URL converter already limits the shape)."""
+    try:
+        start_text, end_text = slug.split("--")
+        period = ReportPeriod(datetime.date.fromisoformat(start_text), datetime.date.fromisoformat(end_text))
+    except ValueError as exc:
+        raise Http404("No such report") from exc
+    if period.end < period.start:
+        raise Http404("No such report")
+    return period
+
+
+def portal_report_periods(*, client: Client, limit: int = PORTAL_PERIODS_LIMIT) -> list[ReportPeriod]:
+    """The periods this client has published proof for, newest first (two indexed queries)."""
+    found: set[tuple[datetime.date, datetime.date]] = set()
+    for model in (MetricCard, Summary):
+        rows = (
+            model.objects.filter(client=client, status=ProofStatus.PUBLISHED)
+            .order_by("-period_end", "-period_start")
+            .values_list("period_start", "period_end")
+            .distinct()[:limit]
+        )
+        found.update(rows)
+    ordered = sorted(found, key=lambda p: (p[1], p[0]), reverse=True)[:limit]
+    return [ReportPeriod(start, end) for start, end in ordered]
+
+
+def portal_report_period(*, client: Client, slug: str) -> ReportPeriod:
+    """A period the client may open: one of its published periods, or 404 (another client's
+    period, a draft's period and a made-up range all read the same)."""
+    period = report_period_from_slug(slug)
+    for model in (MetricCard, Summary):
+        published = model.objects.filter(
+            client=client, status=ProofStatus.PUBLISHED, period_start=period.start, period_end=period.end
+        )
+        if published.exists():
+            return period
+    raise Http404("No such report")
+
+
+def portal_period_cards(
+    *, client: Client, period: ReportPeriod, limit: int = 48
+) -> list[tuple[MetricCard, CardDisplay]]:
+    cards = (
+        MetricCard.objects.filter(
+            client=client, status=ProofStatus.PUBLISHED, period_start=period.start, period_end=period.end
+        )
+        .select_related("connection")
+        .only(*_CARD_PORTAL_FIELDS, *(f"connection__{f}" for f in _CONNECTION_FRESHNESS_FIELDS))
+        .order_by("metric_key", "-id")[:limit]
+    )
+    return [(card, card_display(card)) for card in cards]
+
+
+def portal_period_summaries(*, client: Client, period: ReportPeriod, limit: int = 12) -> QuerySet[Summary]:
+    return (
+        Summary.objects.filter(
+            client=client, status=ProofStatus.PUBLISHED, period_start=period.start, period_end=period.end
+        )
+        .only(*_SUMMARY_PORTAL_FIELDS)
+        .order_by("-id")[:limit]
+    )
+
+
+def _reports_module():
+    # leads.reports is the one place report numbers are computed; imported here, not at module
+    # load, so the portal's other pages keep working while it is missing or being deployed.
+    try:
+        from leads import reports
+    except ImportError as exc:  # pragma: no cover - only while leads/reports.py is not deployed
+        raise ImproperlyConfigured(
+            "The portal's report pages need leads/reports.py (leads.reports.lead_report)."
+        ) from exc
+    return reports
+
+
+def _number(value) -> float | int | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Chart:
+    """What charts.js draws and what the fallback table lists: the same numbers, twice."""
+
+    id: str
+    title: str
+    kind: str  # "line" | "bar"
+    labels: list[str]
+    series: list[tuple[str, list[float | int | None]]]
+    unit: str = ""
+    note: str = ""
+
+    @property
+    def data(self) -> dict:
+        return {
+            "type": self.kind,
+            "title": self.title,
+            "unit": self.unit,
+            "labels": self.labels,
+            "datasets": [{"label": label, "data": values} for label, values in self.series],
+        }
+
+    @property
+    def data_id(self) -> str:
+        return f"{self.id}-data"
+
+    @property
+    def rows(self) -> list[tuple[str, list[str]]]:
+        def cell(v):
+            if v is None:
+                return "—"
+            return f"{v:g}" if isinstance(v, float) else str(v)
+
+        return [(label, [cell(values[i]) for _, values in self.series]) for i, label in enumerate(self.labels)]
+
+
+def portal_lead_trends(*, client: Client, cards: list[tuple[MetricCard, CardDisplay]]) -> list[Chart]:
+    """One daily trend per lead metric, over the newest published card's period for that metric.
+
+    Queries follow the number of lead metrics (at most four), never the number of cards. A card
+    whose source is stale gets no chart: a trend ending in empty days would look like a collapse.
+    """
+    newest: dict[str, MetricCard | None] = {}
+    for card, shown in cards:  # cards come newest period first
+        if card.metric_key in LEAD_TREND_METRICS and card.metric_key not in newest:
+            newest[card.metric_key] = None if shown.is_stale else card
+    reports = _reports_module() if any(newest.values()) else None
+    charts = []
+    for key in LEAD_TREND_METRICS:
+        card = newest.get(key)
+        if card is None:
+            continue
+        points = reports.lead_trend(
+            client=client, start=card.period_start, end=card.period_end, metric=LEAD_TREND_METRICS[key]
+        )
+        charts.append(
+            Chart(
+                id=f"trend-{key}",
+                title=f"{card.metric_label}, day by day ({card.period_start:%b %-d} to {card.period_end:%b %-d, %Y})",
+                kind="bar" if key == "leads_captured" else "line",
+                labels=[f"{day:%b %-d}" for day, _ in points],
+                series=[(card.metric_label, [_number(v) for _, v in points])],
+                unit="%" if card.unit == MetricCard.Unit.PERCENT else card.unit,
+            )
+        )
+    return charts
+
+
+@dataclass(frozen=True)
+class PortalReport:
+    period: ReportPeriod
+    report: object  # leads.reports.Report
+    daily_chart: Chart | None
+    search_chart: Chart | None
+    search_note: str
+
+
+def portal_report(*, client: Client, period: ReportPeriod) -> PortalReport:
+    """The aggregate numbers of one published period (no lead-level data), with its charts."""
+    report = _reports_module().lead_report(client=client, start=period.start, end=period.end)
+    daily_chart = None
+    if report.daily:
+        daily_chart = Chart(
+            id="daily-leads",
+            title=f"Leads and bookings per day ({period.start:%b %-d} to {period.end:%b %-d, %Y})",
+            kind="bar",
+            labels=[f"{day:%b %-d}" for day, _, _ in report.daily],
+            series=[("Leads", [n for _, n, _ in report.daily]), ("Booked", [b for _, _, b in report.daily])],
+        )
+    search_chart, search_note = portal_search_console_chart(client=client, period=period)
+    return PortalReport(
+        period=period, report=report, daily_chart=daily_chart, search_chart=search_chart, search_note=search_note
+    )
+
+
+def portal_search_console_chart(*, client: Client, period: ReportPeriod) -> tuple[Chart | None, str]:
+    """Clicks and impressions per day when the client has a Search Console connection."""
+    from integrations.search_console import PROVIDER, search_console_metrics
+
+    has_connection = (
+        Connection.objects.filter(client=client, provider=PROVIDER).exclude(status=Connection.Status.PAUSED).exists()
+    )
+    if not has_connection:
+        return None, ""
+    metrics = search_console_metrics(client=client, start=period.start, end=period.end)
+    note = ""
+    if metrics["stale"]:
+        pulled = metrics["last_pulled_at"]
+        when = f" (last updated {timezone.localtime(pulled):%b %-d, %Y})" if pulled else ""
+        note = f"Search data may be out of date{when}."
+    if not metrics["series"]:
+        return None, note or "No search data for this period yet."
+    series = metrics["series"]
+    chart = Chart(
+        id="search-console",
+        title=f"Google Search: clicks and impressions per day ({period.start:%b %-d} to {period.end:%b %-d, %Y})",
+        kind="line",
+        labels=[datetime.date.fromisoformat(str(row["date"])).strftime("%b %-d") for row in series],
+        series=[("Clicks", [row["clicks"] for row in series]), ("Impressions", [row["impressions"] for row in series])],
+        note=f"Totals: {metrics['clicks']} clicks, {metrics['impressions']} impressions.",
+    )
+    return chart, note

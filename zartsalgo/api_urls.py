@@ -4,6 +4,7 @@ from django.urls import path
 
 from integrations import apis as integrations_apis
 from leads import apis as leads_apis
+from portal import apis as portal_apis
 from workflows import apis as workflows_apis
 
 app_name = "api"
@@ -42,4 +43,9 @@ urlpatterns = [
         integrations_apis.NormalizedEventDetailApi.as_view(),
         name="normalizedevent-detail",
     ),
+    # published client-facing proof (read only)
+    path("summaries/", portal_apis.SummaryListApi.as_view(), name="summary-list"),
+    path("summaries/<int:pk>/", portal_apis.SummaryDetailApi.as_view(), name="summary-detail"),
+    path("metric-cards/", portal_apis.MetricCardListApi.as_view(), name="metriccard-list"),
+    path("metric-cards/<int:pk>/", portal_apis.MetricCardDetailApi.as_view(), name="metriccard-detail"),
 ]

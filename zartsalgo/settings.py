@@ -195,6 +195,8 @@ CELERY_BEAT_SCHEDULE = {
     # Pulls each Search Console connection whose pull is due (every SEARCH_CONSOLE_PULL_EVERY_HOURS,
     # or its retry time after a failure); a plain number so run_scheduler keeps the same cadence.
     "pull-search-console": {"task": "integrations.tasks.pull_search_console_due", "schedule": 900.0},
+    # Report rollups: recomputes the days whose leads changed since the last run (leads.rollups).
+    "refresh-lead-rollups": {"task": "leads.tasks.refresh_rollups", "schedule": 60.0},
 }
 
 # --- Auth, i18n, static ----------------------------------------------------------------------
@@ -207,6 +209,26 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:dashboard"
 LOGOUT_REDIRECT_URL = "portal:login"
+
+# --- Email (portal password reset; workflow email goes through SendGrid, not here) --------------
+# Django 6.1's MAILERS; tests swap it for locmem. Outside production the console backend prints
+# the reset link, so a fresh `make run` needs no mail server.
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ZartsAlgo <no-reply@zartsalgo.example>")
+_MAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend"
+    if IS_PRODUCTION
+    else "django.core.mail.backends.console.EmailBackend",
+)
+MAILERS = {"default": {"BACKEND": _MAIL_BACKEND}}
+if _MAIL_BACKEND.endswith("smtp.EmailBackend"):
+    MAILERS["default"]["OPTIONS"] = {
+        "host": env.str("EMAIL_HOST", default="localhost"),
+        "port": env.int("EMAIL_PORT", default=25),
+        "username": env.str("EMAIL_HOST_USER", default=""),
+        "password": env.str("EMAIL_HOST_PASSWORD", default=""),
+        "use_tls": env.bool("EMAIL_USE_TLS", default=False),
+    }
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"  # storage and server time; each client has its own display time zone

@@ -121,3 +121,16 @@ def test_cursor_pages_walk_the_whole_list_without_repeats(staff_api, acme, djang
         seen += [row["id"] for row in body["results"]]
         url, pages = body["next"], pages + 1
     assert pages == 3 and len(seen) == 7 and set(seen) == made and seen == sorted(seen, reverse=True)
+
+
+@pytest.mark.django_db
+def test_message_text_is_for_staff_a_client_user_sees_the_named_fields(staff_api, acme, acme_api):
+    event = factories.NormalizedEventFactory(
+        raw_event__connection=factories.ConnectionFactory(client=acme),
+        event_type="sms.received",
+        data={"phone": "+15125550143", "summary": "SMS received", "body": "gate code is 4417", "lead_price": "19.50"},
+    )
+    staff = staff_api.get(f"/api/v1/normalized-events/{event.pk}/").json()
+    assert staff["data"]["body"] == "gate code is 4417" and staff["data"]["lead_price"] == "19.50"
+    mine = acme_api.get(f"/api/v1/normalized-events/{event.pk}/").json()
+    assert mine["data"] == {"phone": "+15125550143", "summary": "SMS received"}

@@ -63,6 +63,13 @@ def rows(db, wsgi_in_test_transaction):
         actor=ACTOR,
         steps=[{"key": "ask", "kind": "send_sms", "config": {"body": "Hi"}}],
     )
+    # Published proof (the portal endpoints read published items only).
+    summary = factories.SummaryFactory(
+        client=client, status="published", approved_by=engineer, published_by=engineer, published_at=lead.created_at
+    )
+    card = factories.MetricCardFactory(
+        client=client, status="published", approved_by=engineer, published_by=engineer, published_at=lead.created_at
+    )
     return {
         "token": token_client(engineer)._credentials["HTTP_AUTHORIZATION"],
         "ids": {
@@ -73,6 +80,8 @@ def rows(db, wsgi_in_test_transaction):
             "leads": lead.pk,
             "connections": connection.pk,
             "normalized-events": event.pk,
+            "summaries": summary.pk,
+            "metric-cards": card.pk,
         },
         "keys": {"workflows": "call", "templates": template.key},
         "body": {"client": client.pk, "workflow": workflow.pk, "lead": lead.pk, "event": event.pk},

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from adminops.roles import DATA_OPS_GROUP, roles_sync
 from leads.models import Activity, Client, Consent, Lead, LeadSource
+from leads.rollups import rollups_refresh
 from leads.services import (
     STATUS_TRANSITIONS,
     LeadSignal,
@@ -465,6 +466,10 @@ class Command(BaseCommand):
         with transaction.atomic():
             seeder.setup()
             seeder.seed_leads(options["leads"])
+        # The reports read precomputed rollups (leads.rollups): build them for the demo clients
+        # now, so the report pages have numbers before the beat task's first run.
+        for client in Client.objects.filter(slug__in=[s.slug for s in CLIENTS]):
+            rollups_refresh(client=client)
         elapsed = time.monotonic() - started
 
         self._print_logins(password=options["password"])

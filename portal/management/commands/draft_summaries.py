@@ -2,6 +2,8 @@
 
     manage.py draft_summaries --client acme --period-days 30 [--cards] [--check]
 
+--cards drafts the lead-based cards and, for each Search Console connection, its four cards.
+
 Drafts only: approval and publishing stay with a named staff user in the admin.
 """
 
@@ -12,6 +14,7 @@ from django.utils import timezone
 
 from leads.models import Client
 from portal import services
+from portal.search_console_cards import search_console_cards_compute, search_console_connections_for_cards
 from zartsalgo.errors import ApplicationError
 
 
@@ -43,6 +46,15 @@ class Command(BaseCommand):
                     new_cards = services.metric_cards_compute(client=c, period_start=start, period_end=end, actor=actor)
                     made.append(f"{len(new_cards)} card(s)")
                     items += new_cards
+                    # Search Console cards are drafted here, not at the end of each pull: the
+                    # pull's rows are normalized later by the drain, and a pull has no reporting
+                    # period of its own (portal/search_console_cards.py).
+                    for connection in search_console_connections_for_cards(client=c):
+                        sc_cards = search_console_cards_compute(
+                            client=c, connection=connection, period_start=start, period_end=end, actor=actor
+                        )
+                        made.append(f"{len(sc_cards)} Search Console card(s) ({connection})")
+                        items += sc_cards
                 if check:
                     statuses = [services.proof_check(item=item, actor=actor).status for item in items]
                     made.append("checks: " + ", ".join(statuses))
