@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from leads.rollups import rollups_refresh
 from portal import services
 from portal.services import client_user_create
 from tests import factories
@@ -67,7 +68,10 @@ def published_dashboard(db):
         lead = clean_lead(client, start + datetime.timedelta(days=n % 10))
         if n % 3 == 0:
             lead.status = "booked"
-            lead.save(update_fields=["status"])
+            lead.first_response_seconds = 60 * (5 + n)
+            lead.save(update_fields=["status", "first_response_seconds"])
+    # The trend charts read the daily rollups (the beat refreshes them every minute in production).
+    rollups_refresh(client=client)
     cards = services.metric_cards_compute(client=client, period_start=start, period_end=end, actor=staff)
     for card in cards:
         publish(card, staff, override_reason="browser test data")
