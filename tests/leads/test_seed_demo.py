@@ -9,7 +9,7 @@ from django.db.models import Count
 
 from adminops.roles import DATA_OPS_GROUP
 from leads.models import Activity, Client, Consent, Lead
-from portal.models import ClientUser
+from portal.models import ClientUser, MetricCard, Summary
 
 DEMO_SLUGS = {"rapid-rooter", "polar-air", "summit-roofing", "sparkle-cleaning"}
 
@@ -58,6 +58,12 @@ def test_seed_demo_loads_messy_traceable_data_once():
     assert Activity.objects.filter(kind=Activity.Kind.MERGE).exists()
     # Messy input left data-quality flags behind.
     assert leads.filter(has_data_quality_issues=True).exists()
+    # Some history from before each client joined (the reports' baseline)…
+    assert any(leads.filter(client=c, captured_at__date__lt=c.joined_on).exists() for c in clients)
+    # …and the first client's portal has published, approved proof to show.
+    published = MetricCard.objects.filter(status="published", client__slug="rapid-rooter")
+    assert published.count() == 4 and not published.filter(approved_by=None).exists()
+    assert Summary.objects.filter(status="published", client__slug="rapid-rooter").count() == 1
     # Replies were recorded after capture, so response times exist and vary.
     response_times = set(leads.exclude(first_response_seconds=None).values_list("first_response_seconds", flat=True))
     assert len(response_times) > 1

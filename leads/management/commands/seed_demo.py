@@ -43,6 +43,7 @@ from leads.services import (
     lead_upsert,
     note_add,
 )
+from portal import services as portal_services
 from portal.models import ClientUser
 from portal.services import client_user_create
 
@@ -50,6 +51,8 @@ ACTOR = "system:demo"
 ADMIN_URL = "http://127.0.0.1:8000/admin/"
 PORTAL_URL = "http://127.0.0.1:8000/portal/"
 UTC = dt.UTC
+# Share of demo leads from before each client joined (its imported history): the baseline.
+PRE_JOIN_SHARE = 0.2
 
 # --- The four demo clients ------------------------------------------------------------------
 
@@ -470,6 +473,7 @@ class Command(BaseCommand):
         # now, so the report pages have numbers before the beat task's first run.
         for client in Client.objects.filter(slug__in=[s.slug for s in CLIENTS]):
             rollups_refresh(client=client)
+        seeder.publish_demo_proof()
         elapsed = time.monotonic() - started
 
         self._print_logins(password=options["password"])
@@ -645,8 +649,13 @@ class _Seeder:
         span = max(1, min(120, spec.joined_days_ago - 1))
         today = self.now.astimezone(tz).date()
         for _ in range(20):
-            # Slightly more leads recently: the agency's campaigns ramp up.
-            day = today - dt.timedelta(days=int(span * rng.random() ** 1.15))
+            if rng.random() < PRE_JOIN_SHARE:
+                # The client's history from before it joined (as a CSV import brings it in):
+                # the baseline every report and metric card compares against.
+                day = today - dt.timedelta(days=spec.joined_days_ago + rng.randint(1, 90))
+            else:
+                # Slightly more leads recently: the agency's campaigns ramp up.
+                day = today - dt.timedelta(days=int(span * rng.random() ** 1.15))
             hour = rng.choices(range(24), weights=HOUR_WEIGHTS)[0]
             local = dt.datetime.combine(day, dt.time(hour, rng.randrange(60), rng.randrange(60)), tzinfo=tz)
             when = local.astimezone(UTC)
@@ -945,6 +954,10 @@ class _Seeder:
 
     def _first_response_delay(self, p: Person) -> dt.timedelta:
         rng = self.rng
+        joined = self.now - dt.timedelta(days=p.spec.joined_days_ago)
+        if p.captured_at < joined:
+            # Before the agency: no text-back, answers when someone got to it.
+            return dt.timedelta(seconds=rng.randint(20 * 60, 26 * 3600))
         if p.source == LeadSource.MISSED_CALL:
             return dt.timedelta(seconds=rng.randint(15, 90))  # automatic missed-call text-back
         low, high = rng.choices(
@@ -1216,6 +1229,26 @@ class _Seeder:
                 provider_id=self._sid("CA"),
                 delivery_status="no-answer",
             )
+
+    def publish_demo_proof(self) -> None:
+        """The first client's last 30 days as the portal shows them: a summary and metric cards,
+        drafted, checked, approved and published by a data ops user through the same services
+        staff use. Demo leads are messy on purpose (spam, duplicates, missing fields), so a check
+        may fail; publishing then carries the written override reason the product asks for."""
+        client = self.clients[CLIENTS[0].slug]
+        staff = self.staff.get("dataops")
+        if staff is None:
+            return
+        end = self.now.astimezone(client.tz).date() - dt.timedelta(days=1)
+        start = end - dt.timedelta(days=29)
+        items = [portal_services.summary_draft(client=client, period_start=start, period_end=end, actor=staff)]
+        items += portal_services.metric_cards_compute(client=client, period_start=start, period_end=end, actor=staff)
+        for item in items:
+            run = portal_services.proof_check(item=item, actor=staff)
+            portal_services.proof_approve(item=item, actor=staff)
+            reason = "" if run.status != "fail" else "Demo data: its spam and duplicates are there on purpose."
+            portal_services.proof_publish(item=item, actor=staff, override_reason=reason)
+            self.counts["proof_published"] += 1
 
     def seed_leads(self, total: int) -> None:
         for p in self._plan_people(total):
