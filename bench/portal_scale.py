@@ -207,6 +207,8 @@ def pages(w: dict, args) -> list[Page]:
     month = f"{month_end.replace(day=1):%Y-%m-%d}--{month_end:%Y-%m-%d}"
     year_start = (month_end.replace(day=1) - datetime.timedelta(days=335)).replace(day=1)
     year = f"{year_start:%Y-%m-%d}--{month_end:%Y-%m-%d}"
+    # And the admin's 24 months (the data covers 730 days: the whole history of the big client).
+    two_years_start = (month_end.replace(day=1) - datetime.timedelta(days=700)).replace(day=1)
     out += [
         Page("portal_report_month", f"portal report {month}", f"/portal/reports/{month}/", "portal", "portal"),
         Page("portal_report_year", f"portal report {year}", f"/portal/reports/{year}/", "portal", "portal"),
@@ -224,6 +226,13 @@ def pages(w: dict, args) -> list[Page]:
             "admin_client_report_year",
             "admin client report (big, 12 months)",
             f"{report}?start={year_start:%Y-%m-%d}&end={month_end:%Y-%m-%d}",
+            "staff",
+            "admin",
+        ),
+        Page(
+            "admin_client_report_2y",
+            "admin client report (big, 24 months)",
+            f"{report}?start={two_years_start:%Y-%m-%d}&end={month_end:%Y-%m-%d}",
             "staff",
             "admin",
         ),

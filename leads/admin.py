@@ -17,7 +17,7 @@ from zartsalgo.errors import ApplicationError
 from . import services
 from .admin_reports import ClientReportAdminMixin, NextActionFilter, SourceAttributionFilter
 from .models import Activity, Client, Consent, Lead
-from .selectors import lead_search_q
+from .selectors import lead_name_prefix_ids, lead_search_name_prefix, lead_search_q
 
 ER_STATEMENT_TIMEOUT = 1969  # MariaDB: "Query execution was interrupted (max_statement_time exceeded)"
 
@@ -82,6 +82,18 @@ class OwnerFilter(admin.SimpleListFilter):
         return queryset.filter(owner_id=value) if value and value.isdigit() else queryset
 
 
+def _newest_first(ordering) -> bool:
+    """The list's default order (LeadAdmin.ordering), the one lead_name_prefix_ids returns.
+    (The changelist may repeat it, and may add -pk.)"""
+    if not all(isinstance(o, str) for o in ordering):
+        return False
+    return tuple(dict.fromkeys("-id" if o == "-pk" else o for o in ordering)) == ("-captured_at", "-id")
+
+
+# Shorter name prefixes keep the plain search (see LeadAdmin.get_search_results).
+NAME_SEARCH_INDEX_FIRST_MIN = 3
+
+
 class LeadListPaginator(CappedCountPaginator):
     """The capped count of FastListAdminMixin with a time budget, and a deferred join for later pages.
 
@@ -100,9 +112,22 @@ class LeadListPaginator(CappedCountPaginator):
     index (every secondary index carries the primary key); the 50 rows are then fetched by
     primary key. Page 1 keeps the single query (OFFSET 0: nothing to skip), so it costs what it
     did and a later page exactly one query more. The deepest page is bounded by the count cap.
+
+    Name search (LeadAdmin.get_search_results marks it): the ids of the matches, newest first,
+    come from the two name indexes alone (leads.selectors.lead_name_prefix_ids), capped like the
+    count; count = their number (exact up to the cap), a page = its 50 rows by primary key. Two
+    queries, no matching row read but the page's.
     """
 
     estimated = False  # True when the count was over budget and is the optimizer's estimate
+
+    @cached_property
+    def name_search_ids(self) -> list[int] | None:
+        marked = getattr(getattr(self.object_list, "query", None), "lead_name_search", None)
+        if marked is None:
+            return None
+        prefix, before_search = marked
+        return lead_name_prefix_ids(before_search, prefix, limit=self.cap + 1)
 
     @cached_property
     def budget_seconds(self) -> float:
@@ -110,6 +135,8 @@ class LeadListPaginator(CappedCountPaginator):
 
     @cached_property
     def count(self) -> int:
+        if self.name_search_ids is not None:
+            return len(self.name_search_ids)
         qs = self.object_list
         conn = connections[qs.db] if hasattr(qs, "db") else None
         if conn is None or not (conn.vendor == "mysql" and conn.mysql_is_mariadb) or self.budget_seconds <= 0:
@@ -140,7 +167,8 @@ class LeadListPaginator(CappedCountPaginator):
     def page(self, number):
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
-        if bottom == 0 or not hasattr(self.object_list, "values_list"):
+        by_ids = self.name_search_ids is not None
+        if (bottom == 0 and not by_ids) or not hasattr(self.object_list, "values_list"):
             return super().page(number)
         top = bottom + self.per_page
         if top + self.orphans >= self.count:
@@ -148,7 +176,10 @@ class LeadListPaginator(CappedCountPaginator):
         return self._get_page(self._rows(bottom, top), number, self)
 
     def _rows(self, bottom: int, top: int) -> list:
-        ids = list(self.object_list.values_list("pk", flat=True)[bottom:top])
+        if self.name_search_ids is not None:
+            ids = self.name_search_ids[bottom:top]
+        else:
+            ids = list(self.object_list.values_list("pk", flat=True)[bottom:top])
         # Same queryset (filters, select_related owner, prefetch of clients), no sort needed.
         by_pk = {obj.pk: obj for obj in self.object_list.order_by().filter(pk__in=ids)}
         return [by_pk[pk] for pk in ids if pk in by_pk]
@@ -455,7 +486,21 @@ class LeadAdmin(FastListAdminMixin, admin.ModelAdmin):
         q = lead_search_q(search_term)
         if q is None:
             return queryset, False
-        return queryset.filter(q), False
+        found = queryset.filter(q)
+        prefix = lead_search_name_prefix(search_term)
+        if (
+            prefix is not None
+            and len(prefix) >= NAME_SEARCH_INDEX_FIRST_MIN
+            and not queryset.query.where.children
+            and _newest_first(queryset.query.order_by)
+        ):
+            # LeadListPaginator takes the ids index-first (lead_name_prefix_ids). Only for the
+            # whole list, newest first: with a filter (a client, a status) the matches' rows
+            # would be read to test it, and the plain path can stop early in the filter's
+            # (filter, captured_at) index; a 1-2 letter prefix matches too many names to sort
+            # them all (the newest-first scan finds 50 sooner). Kept on the Query (clones copy it).
+            found.query.lead_name_search = (prefix, queryset)
+        return found, False
 
     def has_delete_permission(self, request, obj=None):
         # Leads are the anchor of traceability; only engineers may delete (e.g. a privacy purge).

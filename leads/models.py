@@ -219,8 +219,11 @@ class Lead(TimeStampedModel):
             models.Index(fields=["captured_at"], name="lead_captured_idx"),
             models.Index(fields=["phone_e164"], name="lead_phone_idx"),
             models.Index(fields=["email_normalized"], name="lead_email_idx"),
-            models.Index(fields=["full_name"], name="lead_full_name_idx"),
-            models.Index(fields=["last_name"], name="lead_last_name_idx"),
+            # Name search (leads.selectors.lead_name_prefix_ids): a prefix range of either index
+            # gives (id, captured_at) index-only, so the newest matches are found, sorted and
+            # counted without reading a lead row; only the page's rows are then read by id.
+            models.Index(fields=["full_name", "captured_at"], name="lead_full_name_captured_idx"),
+            models.Index(fields=["last_name", "captured_at"], name="lead_last_name_captured_idx"),
             models.Index(fields=["last_activity_at"], name="lead_last_activity_idx"),
             models.Index(fields=["status_changed_at"], name="lead_status_changed_idx"),
             # Report rollups (leads.rollups): the leads changed since the last refresh, and a

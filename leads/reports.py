@@ -1,8 +1,9 @@
 """Lead reports for a client and period against its baseline, read from the daily rollups.
 
-Every function here reads LeadDailyRollup rows (a client's days: the unique key's index) plus at
-most one small indexed query on leads (overdue next actions), so its query count and cost do not
-grow with the number of leads. The numbers are the rollups' as of `Report.as_of` (the last
+Every function here reads LeadDailyTotal rows (one per client and day: the unique key's index)
+plus at most one small indexed query on leads (overdue next actions), so its query count and
+cost grow neither with the number of leads nor, beyond one row per day, with the period's length.
+The numbers are the rollups' as of `Report.as_of` (the last
 refresh, at most about a minute old with the beat task running).
 
 Response-time percentiles come from the rollups' histogram: see models_rollups
@@ -18,13 +19,14 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import add
 
-from django.db.models import Q, Sum, TextField
+from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from .models import Client, Lead, LeadSource
-from .models_rollups import RESPONSE_BUCKET_EDGES, LeadDailyRollup, LeadRollupClientState
+from .models_rollups import RESPONSE_BUCKET_EDGES, LeadDailyTotal, LeadRollupClientState
 from .rollups import OPEN_STATUSES
 
 NOT_STATED = "Not stated"
@@ -135,64 +137,81 @@ def baseline_period(*, client: Client, start: datetime.date, end: datetime.date)
     return baseline_end - datetime.timedelta(days=length - 1), baseline_end
 
 
-_ROW_FIELDS = ("day", "source", "service_type", "leads", "responded", "booked", "with_source_and_attribution")
+_TOTAL_FIELDS = ("day", "leads", "responded", "booked", "with_source_and_attribution")
+_TOTAL_JSON = ("lost_by_reason", "response_histogram", "leads_by_source", "leads_by_service")
 
 
-def _rows_with_json(rows) -> list[tuple]:
-    """values_list rows of _ROW_FIELDS plus the two JSON columns, parsed in one json.loads call.
+def _totals_with_json(rows, json_fields: tuple[str, ...] = _TOTAL_JSON) -> list[tuple]:
+    """values_list rows of _TOTAL_FIELDS plus the JSON columns, parsed in one json.loads call.
 
-    Why: Django decodes a JSONField value by value; a year of a busy client is tens of thousands
-    of small documents, and one parse of them all joined costs a fraction of that.
+    Why: Django decodes a JSONField value by value; one parse of all of them joined costs a
+    fraction of that (a three-year report with its baseline is up to ~2,200 day rows).
     """
-    raw = list(
-        rows.annotate(lost_text=Cast("lost_by_reason", TextField()), hist_text=Cast("response_histogram", TextField()))
-        .values_list(*_ROW_FIELDS, "lost_text", "hist_text")
-        .order_by()
-    )
+    texts = {f"{name}_text": Cast(name, TextField()) for name in json_fields}
+    raw = list(rows.annotate(**texts).values_list(*_TOTAL_FIELDS, *texts).order_by())
     if not raw:
         return []
-    parsed = json.loads("[" + ",".join(f"{r[-2] or '{}'},{r[-1] or '{}'}" for r in raw) + "]")
-    return [(*r[:-2], parsed[2 * i], parsed[2 * i + 1]) for i, r in enumerate(raw)]
+    k = len(json_fields)
+    parsed = json.loads("[" + ",".join(text or "null" for r in raw for text in r[-k:]) + "]")
+    return [(*r[:-k], *parsed[k * i : k * i + k]) for i, r in enumerate(raw)]
+
+
+def _add_counts(into: dict, counts: dict | None) -> None:
+    for key, n in (counts or {}).items():
+        into[key] = into.get(key, 0) + n
 
 
 class _Totals:
     def __init__(self) -> None:
         self.leads = self.responded = self.booked = self.attributed = 0
-        self.lost: Counter = Counter()
-        self.by_source: Counter = Counter()
-        self.by_service: Counter = Counter()
-        self.histogram: Counter = Counter()
+        self.lost: dict[str, int] = {}
+        self.by_source: dict[str, int] = {}
+        self.by_service: dict[str, int] = {}
+        self.histogram: list[int] = []  # dense, index = bucket
         self.daily: Counter = Counter()
         self.daily_booked: Counter = Counter()
 
+    def add_histogram(self, histogram: list[int] | None) -> None:
+        if not histogram:
+            return
+        if len(histogram) > len(self.histogram):
+            self.histogram.extend([0] * (len(histogram) - len(self.histogram)))
+        head = list(map(add, self.histogram, histogram))  # map stops at the shorter list
+        self.histogram[: len(head)] = head
+
     def add(self, row: tuple) -> None:
-        day, source, service, leads, responded, booked, attributed, lost, histogram = row
+        """One LeadDailyTotal row (_totals_with_json)."""
+        day, leads, responded, booked, attributed, lost, histogram, by_source, by_service = row
         self.leads += leads
         self.responded += responded
         self.booked += booked
         self.attributed += attributed
-        self.lost.update(lost or {})
-        if leads:
-            self.by_source[source] += leads
-            self.by_service[service] += leads
-        for bucket, count in (histogram or {}).items():
-            self.histogram[int(bucket)] += count
+        _add_counts(self.lost, lost)
+        _add_counts(self.by_source, by_source)
+        _add_counts(self.by_service, by_service)
+        self.add_histogram(histogram)
         self.daily[day] += leads
         self.daily_booked[day] += booked
 
+    def counter(self) -> Counter:
+        return Counter({bucket: n for bucket, n in enumerate(self.histogram) if n})
+
     def numbers(self, start: datetime.date, end: datetime.date) -> PeriodNumbers:
+        histogram = self.counter()
         lost = sorted(((_LOST_LABELS.get(k, k), n) for k, n in self.lost.items() if n), key=lambda x: (-x[1], x[0]))
         by_source = sorted(
-            ((k, _SOURCE_LABELS.get(k, k), n) for k, n in self.by_source.items()), key=lambda x: (-x[2], x[1])
+            ((k, _SOURCE_LABELS.get(k, k), n) for k, n in self.by_source.items() if n), key=lambda x: (-x[2], x[1])
         )
-        by_service = sorted(((k or NOT_STATED, n) for k, n in self.by_service.items()), key=lambda x: (-x[1], x[0]))
+        by_service = sorted(
+            ((k or NOT_STATED, n) for k, n in self.by_service.items() if n), key=lambda x: (-x[1], x[0])
+        )
         return PeriodNumbers(
             start=start,
             end=end,
             leads=self.leads,
             responded=self.responded,
-            response_median_minutes=_minutes(histogram_median_seconds(self.histogram)),
-            response_p90_minutes=_minutes(histogram_p90_seconds(self.histogram)),
+            response_median_minutes=_minutes(histogram_median_seconds(histogram)),
+            response_p90_minutes=_minutes(histogram_p90_seconds(histogram)),
             booked=self.booked,
             booked_rate=_pct(self.booked, self.leads),
             lost_reasons=lost,
@@ -216,17 +235,18 @@ def next_actions_overdue(*, client: Client, now: datetime.datetime | None = None
 
 
 def lead_report(*, client: Client, start: datetime.date, end: datetime.date) -> Report:
-    """Three queries whatever the number of leads: the client's refresh state, the rollup rows
-    of the period and of its baseline, and the overdue next actions."""
+    """Three queries whatever the number of leads or the period's length: the client's refresh
+    state, the day totals of the period and of its baseline (≤ 366 rows a year each), and the
+    overdue next actions."""
     if end < start:
         raise ValueError("The period ends before it starts.")
     base_start, base_end = baseline_period(client=client, start=start, end=end)
     state = LeadRollupClientState.objects.filter(client=client).values_list("refreshed_at", "next_actions_open").first()
-    rows = LeadDailyRollup.objects.filter(
+    rows = LeadDailyTotal.objects.filter(
         Q(day__gte=start, day__lte=end) | Q(day__gte=base_start, day__lte=base_end), client=client
     )
     current, baseline = _Totals(), _Totals()
-    for row in _rows_with_json(rows):
+    for row in _totals_with_json(rows):
         day = row[0]
         if start <= day <= end:
             current.add(row)
@@ -269,22 +289,18 @@ def lead_trend(
     for first, last in buckets:
         for day in _days(first, last):
             first_of[day] = first
-    rows = LeadDailyRollup.objects.filter(client=client, day__gte=start, day__lte=end).order_by()
+    rows = LeadDailyTotal.objects.filter(client=client, day__gte=start, day__lte=end).order_by()
     totals: dict[datetime.date, _Totals] = {first: _Totals() for first, _ in buckets}
     if metric == "response_median_minutes":
-        for row in _rows_with_json(rows.filter(responded__gt=0)):
-            day, histogram = row[0], row[-1]
-            for bucket, count in histogram.items():
-                totals[first_of[day]].histogram[int(bucket)] += count
-        return [(first, _minutes(histogram_median_seconds(totals[first].histogram))) for first, _ in buckets]
-    sums = rows.values("day").annotate(
-        n_leads=Sum("leads"), n_booked=Sum("booked"), n_attributed=Sum("with_source_and_attribution")
-    )
-    for row in sums:
-        t = totals[first_of[row["day"]]]
-        t.leads += row["n_leads"]
-        t.booked += row["n_booked"]
-        t.attributed += row["n_attributed"]
+        for row in _totals_with_json(rows.filter(responded__gt=0), ("response_histogram",)):
+            totals[first_of[row[0]]].add_histogram(row[-1])
+        return [(first, _minutes(histogram_median_seconds(totals[first].counter()))) for first, _ in buckets]
+    sums = rows.values_list("day", "leads", "booked", "with_source_and_attribution")
+    for day, n_leads, n_booked, n_attributed in sums:
+        t = totals[first_of[day]]
+        t.leads += n_leads
+        t.booked += n_booked
+        t.attributed += n_attributed
     values = {
         "leads": lambda t: Decimal(t.leads),
         "booked": lambda t: Decimal(t.booked),

@@ -4,7 +4,8 @@ Two ways in:
 
 - `rollups_refresh(client=…, days=…)` recomputes the rows of the given local days (or, without
   days, every day) of one client (or every client) from the lead rows: grouped SQL, two queries
-  per run of days with one UTC offset, never a Python loop over leads.
+  per run of days with one UTC offset, never a Python loop over leads. The per-day totals
+  (LeadDailyTotal) are summed from the same grouped rows in Python, in the same transaction.
 - `rollups_refresh_changed()` (a Celery beat task every minute) finds the (client, day) pairs
   whose leads changed since its last run and recomputes those.
 
@@ -49,6 +50,7 @@ from .models import Activity, Client, Lead, LeadSource
 from .models_rollups import (
     RESPONSE_OVERFLOW_BUCKET,
     LeadDailyRollup,
+    LeadDailyTotal,
     LeadRollupClientState,
     LeadRollupWatermark,
 )
@@ -256,10 +258,58 @@ def _refresh_range(client: Client, first: datetime.date, last: datetime.date, no
             row = rows[(_as_date(h["day"]), h["source"], h["service_type"])]
             bucket = str(int(h["bucket"]))
             row.response_histogram[bucket] = row.response_histogram.get(bucket, 0) + h["n"]
+    totals = _day_totals(client, rows.values(), now)
     with transaction.atomic():
         LeadDailyRollup.objects.filter(client_id=client.pk, day__gte=first, day__lte=last).delete()
         LeadDailyRollup.objects.bulk_create(list(rows.values()), batch_size=500)
+        LeadDailyTotal.objects.filter(client_id=client.pk, day__gte=first, day__lte=last).delete()
+        LeadDailyTotal.objects.bulk_create(totals, batch_size=500)
     return len(rows)
+
+
+_TOTAL_COUNTS = (
+    "leads",
+    "excluded",
+    "responded",
+    "response_seconds_sum",
+    "booked",
+    "with_source_and_attribution",
+    "next_actions_open",
+)
+
+
+def _day_totals(client: Client, rows: Iterable[LeadDailyRollup], now: datetime.datetime) -> list[LeadDailyTotal]:
+    """The per-day sums of the day's (source, service) rows just computed: no further SQL."""
+    totals: dict[datetime.date, LeadDailyTotal] = {}
+    histograms: dict[datetime.date, list[int]] = {}
+    for row in rows:
+        total = totals.get(row.day)
+        if total is None:
+            total = totals[row.day] = LeadDailyTotal(
+                client_id=client.pk,
+                day=row.day,
+                lost_by_reason={},
+                leads_by_source={},
+                leads_by_service={},
+                refreshed_at=now,
+            )
+            histograms[row.day] = [0] * (RESPONSE_OVERFLOW_BUCKET + 1)
+        for name in _TOTAL_COUNTS:
+            setattr(total, name, getattr(total, name) + getattr(row, name))
+        for key, n in row.lost_by_reason.items():
+            total.lost_by_reason[key] = total.lost_by_reason.get(key, 0) + n
+        if row.leads:
+            total.leads_by_source[row.source] = total.leads_by_source.get(row.source, 0) + row.leads
+            total.leads_by_service[row.service_type] = total.leads_by_service.get(row.service_type, 0) + row.leads
+        histogram = histograms[row.day]
+        for key, n in row.response_histogram.items():
+            histogram[int(key)] += n
+    for day, total in totals.items():
+        histogram = histograms[day]
+        while histogram and not histogram[-1]:  # dense up to the last non-empty bucket
+            histogram.pop()
+        total.response_histogram = histogram
+    return [totals[day] for day in sorted(totals)]
 
 
 def _client_state(client: Client) -> LeadRollupClientState:
@@ -296,10 +346,11 @@ def _refresh_client(
                 ranges.append((first, chunk_end))
                 first = chunk_end + datetime.timedelta(days=1)
         # Rows outside the leads' days (leads deleted, or made in another time zone) go.
-        stale = LeadDailyRollup.objects.filter(client_id=client.pk)
-        if bounds is not None:
-            stale = stale.exclude(day__gte=bounds[0], day__lte=bounds[1])
-        stale.delete()
+        for model in (LeadDailyRollup, LeadDailyTotal):
+            stale = model.objects.filter(client_id=client.pk)
+            if bounds is not None:
+                stale = stale.exclude(day__gte=bounds[0], day__lte=bounds[1])
+            stale.delete()
         result.full_clients += 1
     else:
         ranges = _day_ranges(days)
@@ -311,7 +362,8 @@ def _refresh_client(
     state.time_zone = client.time_zone
     if days is None:
         state.full_refreshed_at = now
-    totals = LeadDailyRollup.objects.filter(client_id=client.pk).aggregate(open=Sum("next_actions_open"))
+        state.has_day_totals = True
+    totals = LeadDailyTotal.objects.filter(client_id=client.pk).aggregate(open=Sum("next_actions_open"))
     state.next_actions_open = totals["open"] or 0
     state.save()
 
@@ -379,6 +431,10 @@ def rollups_refresh_changed(*, now: datetime.datetime | None = None) -> RefreshR
             return result
         clients = {c.pk: c for c in Client.objects.order_by("id")}
         states = dict(LeadRollupClientState.objects.values_list("client_id", "time_zone"))
+        # Rolled up before the day totals existed (leads/0004): refreshed in full once.
+        without_totals = set(
+            LeadRollupClientState.objects.filter(has_day_totals=False).values_list("client_id", flat=True)
+        )
         if watermark.scanned_through is None:
             full = set(clients)
             touched: dict[int, set[datetime.date]] = {}
@@ -387,6 +443,7 @@ def rollups_refresh_changed(*, now: datetime.datetime | None = None) -> RefreshR
             full = {pk for pk in touched if states.get(pk) != clients[pk].time_zone}
             # A time zone change alone touches no lead: every day of the client moves.
             full |= {pk for pk, tz in states.items() if pk in clients and tz != clients[pk].time_zone}
+            full |= without_totals & set(clients)
         for pk in sorted(full):
             _refresh_client(clients[pk], None, now, result)
         for pk in sorted(set(touched) - full):

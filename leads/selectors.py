@@ -31,6 +31,40 @@ def lead_timeline(*, lead: Lead, include_internal: bool) -> QuerySet[Activity]:
 _DIGITS = re.compile(r"\d")
 
 
+def lead_search_name_prefix(term: str) -> str | None:
+    """The name prefix lead_search_q looks for, or None when the term is empty, an email or a
+    phone number (those are exact lookups)."""
+    term = (term or "").strip()
+    if not term or "@" in term:
+        return None
+    if len(_DIGITS.findall(term)) >= 7 and not re.search(r"[A-Za-z]{2,}", term):
+        return None
+    return term
+
+
+def lead_name_prefix_ids(leads: QuerySet[Lead], prefix: str, *, limit: int) -> list[int]:
+    """Ids of `leads` whose full name or last name starts with `prefix` (case-insensitive, as
+    lead_search_q), newest first (captured_at DESC, id DESC), at most `limit`.
+
+    Index-first: a UNION of two prefix ranges of lead_full_name_captured_idx and
+    lead_last_name_captured_idx, each giving (captured_at, id) from the index alone (every
+    secondary index carries the primary key), deduplicated, sorted and cut in the database.
+    No lead row is read, so `limit` = count cap + 1 is also the capped count. (The OR of
+    lead_search_q instead reads every matching row, twice: page and count.) With other filters
+    on `leads` the matching rows are read to test them, as before.
+    """
+    parts = [
+        leads.filter(**{f"{field}__istartswith": prefix})
+        .order_by()
+        .select_related(None)
+        .prefetch_related(None)
+        .values_list("captured_at", "id")
+        for field in ("full_name", "last_name")
+    ]
+    newest_first = parts[0].union(parts[1]).order_by("-captured_at", "-id")[:limit]
+    return [pk for _, pk in newest_first]
+
+
 def lead_search_q(term: str, *, region: str | None = None) -> Q | None:
     """An index-friendly filter for a search box: phone in any format, email, or a name prefix.
 

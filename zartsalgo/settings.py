@@ -197,6 +197,9 @@ CELERY_BEAT_SCHEDULE = {
     "pull-search-console": {"task": "integrations.tasks.pull_search_console_due", "schedule": 900.0},
     # Report rollups: recomputes the days whose leads changed since the last run (leads.rollups).
     "refresh-lead-rollups": {"task": "leads.tasks.refresh_rollups", "schedule": 60.0},
+    # …and every day in full at 09:20 UTC (night across US time zones), so a deleted lead cannot
+    # stay counted (leads.tasks.rebuild_rollups).
+    "rebuild-lead-rollups": {"task": "leads.tasks.rebuild_rollups", "schedule": crontab(hour=9, minute=20)},
 }
 
 # --- Auth, i18n, static ----------------------------------------------------------------------

@@ -164,3 +164,94 @@ def test_date_hierarchy_links_come_from_the_period_not_from_the_filtered_rows(cl
     year = timezone.localtime(old.captured_at).year
     params = {"urgency__exact": "emergency", "captured_at__year": year}
     assert list(client.get(URL, params).context["cl"].result_list) == [old]
+
+
+# --- name search, index-first (leads.selectors.lead_name_prefix_ids) --------------------------------
+
+
+@pytest.fixture
+def named_leads(acme, other_client):
+    """Leads whose full or last name starts with "Herr" (some both), and near misses, with ties
+    on captured_at so the id tie-break shows."""
+    base = timezone.now() - datetime.timedelta(days=10)
+    names = [
+        ("Herr", "Schmidt"),  # full name only
+        ("Anna", "Herrera"),  # last name only
+        ("Herman", "Herrmann"),  # last name only ("Herman Herrmann" is not "Herr…")
+        ("Herrick", "Herrington"),  # both: listed once
+        ("Sherry", "Oherr"),  # infix only: not a prefix match
+        ("Hera", "Smith"),  # "Her", not "Herr"
+        ("", "HERRON"),  # case-insensitive
+    ]
+    leads = []
+    for i in range(126):
+        first, last = names[i % len(names)]
+        leads.append(
+            factories.LeadFactory(
+                client=(acme, other_client)[i % 2],
+                first_name=first,
+                last_name=last,
+                captured_at=base + datetime.timedelta(minutes=(i * 37) % 90),  # out of id order, with ties
+            )
+        )
+    return leads
+
+
+def _newest_first(leads):
+    return sorted(leads, key=lambda lead: (lead.captured_at, lead.pk), reverse=True)
+
+
+def _herr(lead) -> bool:
+    return lead.full_name.lower().startswith("herr") or lead.last_name.lower().startswith("herr")
+
+
+def test_name_prefix_search_lists_the_right_leads_newest_first_page_by_page(client, staff, named_leads):
+    expected = _newest_first([lead for lead in named_leads if _herr(lead)])
+    assert len(expected) == 90 and len({lead.pk for lead in expected}) == 90
+
+    page1 = client.get(URL, {"q": "Herr"}).context["cl"]
+    assert page1.result_count == 90
+    assert list(page1.result_list) == expected[:50]
+    page2 = client.get(URL, {"q": "herr", "p": 2}).context["cl"]
+    assert list(page2.result_list) == expected[50:]
+    # A longer prefix narrows it; the near misses never match.
+    assert list(client.get(URL, {"q": "Herre"}).context["cl"].result_list) == _newest_first(
+        [lead for lead in named_leads if lead.last_name == "Herrera"]
+    )
+
+
+def test_name_search_takes_the_ids_from_the_name_indexes_then_the_page_by_id(client, staff, named_leads):
+    plain = _queries(client)
+    searched = _queries(client, {"q": "Herr"})
+    later = _queries(client, {"q": "Herr", "p": 2})
+    assert len(searched) <= len(plain) and len(later) == len(searched)
+    ids = [q["sql"] for q in searched.captured_queries if "UNION" in q["sql"].upper()]
+    assert len(ids) == 1, [q["sql"] for q in searched.captured_queries]
+    select_list = ids[0].upper().split("FROM")[0]
+    # Only the indexed columns: (captured_at, id) are in both name indexes, no row is needed.
+    assert "CAPTURED_AT" in select_list and "PHONE" not in select_list and "FULL_NAME" not in select_list
+    # No separate COUNT over the matching rows: the ids are the capped count.
+    assert not [q for q in searched.captured_queries if "COUNT(" in q["sql"].upper() and "LEADS_LEAD" in q["sql"]]
+
+
+def test_name_search_with_a_filter_or_another_sort_still_finds_the_right_leads(client, staff, acme, named_leads):
+    mine = [lead for lead in named_leads if _herr(lead) and lead.client_id == acme.pk]
+    cl = client.get(URL, {"q": "Herr", "client__id__exact": acme.pk}).context["cl"]
+    assert list(cl.result_list) == _newest_first(mine) and cl.result_count == len(mine)
+    by_status = client.get(URL, {"q": "Herr", "o": "6.10"}).context["cl"]  # status, then captured_at
+    assert by_status.result_count == 90
+    assert {lead.pk for lead in by_status.result_list} <= {lead.pk for lead in named_leads if _herr(lead)}
+    assert [lead.status for lead in by_status.result_list] == sorted(lead.status for lead in by_status.result_list)
+
+
+def test_lead_name_prefix_ids_is_capped_and_ordered(named_leads):
+    from leads.selectors import lead_name_prefix_ids
+
+    expected = [lead.pk for lead in _newest_first([lead for lead in named_leads if _herr(lead)])]
+    assert lead_name_prefix_ids(Lead.objects.all(), "Herr", limit=1000) == expected
+    assert lead_name_prefix_ids(Lead.objects.all(), "HERR", limit=11) == expected[:11]
+    assert (
+        lead_name_prefix_ids(Lead.objects.all(), "Oherr", limit=10)
+        == [lead.pk for lead in _newest_first([lead for lead in named_leads if lead.last_name == "Oherr"])][:10]
+    )
+    assert lead_name_prefix_ids(Lead.objects.all(), "Zzz", limit=10) == []

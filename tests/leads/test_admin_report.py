@@ -126,3 +126,70 @@ def test_the_attribution_filter_is_the_reports_rule(client, data_ops_user, repor
     no = _count(client, base + "&attributed=no")
     assert yes + no == Lead.objects.filter(client=reported).count()
     assert yes == Lead.objects.filter(rollups.source_and_attribution_q(), client=reported).count() > 0
+
+
+def test_a_multi_month_report_links_to_exactly_its_numbers(client, data_ops_user, db):
+    """Five months over a DST change, read from the day totals: the section and daily links
+    still list exactly the leads counted, and the period's days add up to its total."""
+    reported = factories.ClientFactory(slug="long", time_zone="America/Chicago", joined_on=datetime.date(2026, 1, 1))
+    make_leads(reported, n=160, first_day=datetime.date(2025, 12, 20), days=170, seed=31)
+    make_leads(reported, n=60, first_day=datetime.date(2025, 8, 1), days=150, seed=32)
+    rollups.rollups_refresh()
+    start, end = datetime.date(2026, 1, 10), datetime.date(2026, 6, 9)
+    client.force_login(data_ops_user)
+    url = reverse("admin:leads_client_report", args=[reported.pk])
+    response = client.get(url, {"start": start.isoformat(), "end": end.isoformat()})
+    report, rows = response.context["report"], response.context["rows"]
+    assert (report.current.start, report.current.end) == (start, end) and report.baseline is not None
+
+    headline = {row["label"]: row for row in rows["headline"]}
+    for label in ("Leads (spam and duplicates excluded)", "Booked", "With known source and attribution"):
+        for period in ("current", "baseline"):
+            text, link = headline[label][period]
+            assert _count(client, link) == _int(text), (label, period)
+    for section in ("lost", "sources", "services"):
+        for row in rows[section]:
+            if row["current"] is not None:
+                assert _count(client, row["current"][1]) == _int(row["current"][0]), (section, row["label"])
+    daily = response.context["daily"]
+    assert len(daily) == (end - start).days + 1
+    assert sum(leads for _, leads, _, _, _ in daily) == report.current.leads
+    march_8 = next(d for d in daily if d[0] == datetime.date(2026, 3, 8))  # the DST change day
+    assert _count(client, march_8[3]) == march_8[1] and _count(client, march_8[4]) == march_8[2]
+
+
+def test_links_built_once_per_page_are_the_single_link_urls(reported):
+    from urllib.parse import urlencode
+
+    from leads.admin_reports import LeadListLinks, lead_list_url
+    from leads.rollups import COUNTED_LOST_REASONS, local_day_start
+
+    links = LeadListLinks(reported)
+    day = datetime.date(2026, 5, 3)
+    expected = f"{reverse('admin:leads_lead_changelist')}?" + urlencode(
+        {
+            "client__id__exact": reported.pk,
+            "captured_at__gte": local_day_start(reported.tz, day).astimezone(datetime.UTC).isoformat(),
+            "captured_at__lt": local_day_start(reported.tz, day + datetime.timedelta(days=1))
+            .astimezone(datetime.UTC)
+            .isoformat(),
+            "lost_reason__in": ",".join(["", *COUNTED_LOST_REASONS]),
+            "status__exact": "booked",
+        }
+    )
+    assert links.url(day, day, status__exact="booked") == expected
+    assert lead_list_url(client=reported, start=day, end=day, status__exact="booked") == expected
+
+
+def test_the_by_day_rows_show_each_day_with_its_links(client, data_ops_user, reported):
+    client.force_login(data_ops_user)
+    response = _report(client, reported)
+    html = response.content.decode()
+    day, leads, booked, leads_url, booked_url = response.context["daily"][0]
+    assert day == START and START.strftime("%a") == "Fri"
+    row = (
+        f'<tr><td>Fri May 1</td><td><a href="{leads_url.replace("&", "&amp;")}">{leads}</a></td>'
+        f'<td><a href="{booked_url.replace("&", "&amp;")}">{booked}</a></td></tr>'
+    )
+    assert row in html
+    assert html.count("<tr><td>") >= len(response.context["daily"]) == 30

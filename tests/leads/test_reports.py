@@ -149,9 +149,9 @@ def test_an_empty_period_reads_as_zeros_and_nones(client_joined):
         lead_report(client=client_joined, start=END, end=START)
 
 
-def _queries(client) -> int:
+def _queries(client, start=START, end=END) -> int:
     with CaptureQueriesContext(connection) as ctx:
-        lead_report(client=client, start=START, end=END)
+        lead_report(client=client, start=start, end=end)
     return len(ctx.captured_queries)
 
 
@@ -245,3 +245,67 @@ def test_default_period_is_the_last_30_full_local_days(acme):
     today = timezone.now().astimezone(acme.tz).date()
     start, end = report_period_default(client=acme)
     assert end == today - datetime.timedelta(days=1) and (end - start).days == 29
+
+
+# --- long periods: day totals plus one grouped breakdown, checked against the lead rows ----------
+
+LONG_JOINED = datetime.date(2025, 9, 1)
+
+
+@pytest.fixture
+def long_client(db):
+    return factories.ClientFactory(slug="long", time_zone="America/Los_Angeles", joined_on=LONG_JOINED)
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_a_multi_month_report_equals_the_lead_rows(long_client, seed):
+    """Eight months (a DST change inside) and the baseline before joining: every number of
+    lead_report — read from the day totals and the SQL breakdown — equals the brute-force one."""
+    c = long_client
+    start, end = datetime.date(2025, 9, 10), datetime.date(2026, 5, 9)
+    make_leads(c, n=400, first_day=datetime.date(2025, 8, 25), days=270, seed=seed)  # both ends spill over
+    make_leads(c, n=200, first_day=datetime.date(2024, 12, 1), days=280, seed=seed + 1)  # the baseline
+    rollups.rollups_refresh(client=c)
+
+    report = lead_report(client=c, start=start, end=end)
+
+    b = assert_period_matches(report.current, c, start, end)
+    assert len(report.current.by_source) > 2 and len(report.current.by_service) > 2
+    assert len({d.month for d, n in b.daily.items() if n}) >= 8
+    assert report.baseline is not None
+    base_start, base_end = report.baseline.start, report.baseline.end
+    assert base_end == LONG_JOINED - datetime.timedelta(days=1)
+    assert (base_end - base_start) == (end - start)
+    assert_period_matches(report.baseline, c, base_start, base_end)
+    assert [(d, leads, booked) for d, leads, booked in report.daily] == [
+        (d, b.daily[d], b.daily_booked[d])
+        for d in (start + datetime.timedelta(days=i) for i in range((end - start).days + 1))
+    ]
+    # The trend reads the same day totals: its 7-day points add up to the period's numbers.
+    trend = lead_trend(client=c, start=start, end=end, metric="leads")
+    assert sum(v for _, v in trend) == report.current.leads
+    booked = lead_trend(client=c, start=start, end=end, metric="booked")
+    assert sum(v for _, v in booked) == report.current.booked
+
+
+def test_a_period_reaching_back_before_joining_counts_the_overlap_in_both(long_client):
+    c = long_client
+    make_leads(c, n=150, first_day=datetime.date(2025, 6, 1), days=150, seed=31)
+    rollups.rollups_refresh(client=c)
+    start, end = datetime.date(2025, 8, 1), datetime.date(2025, 9, 30)  # joined Sep 1
+    report = lead_report(client=c, start=start, end=end)
+    assert_period_matches(report.current, c, start, end)
+    assert report.baseline is not None
+    assert_period_matches(report.baseline, c, report.baseline.start, report.baseline.end)
+
+
+def test_a_year_costs_the_queries_of_a_month(long_client, django_assert_max_num_queries):
+    c = long_client
+    make_leads(c, n=300, first_day=datetime.date(2024, 9, 1), days=640, seed=41)
+    rollups.rollups_refresh(client=c)
+    month = _queries(c, datetime.date(2026, 4, 1), datetime.date(2026, 4, 30))
+    year = _queries(c, datetime.date(2025, 5, 1), datetime.date(2026, 4, 30))
+    two_years = _queries(c, datetime.date(2024, 5, 1), datetime.date(2026, 4, 30))
+    assert month == year == two_years == 3
+    with django_assert_max_num_queries(1):
+        lead_trend(client=c, start=datetime.date(2025, 5, 1), end=datetime.date(2026, 4, 30), metric="leads")

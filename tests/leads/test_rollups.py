@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from leads import rollups
 from leads.models import Activity, Lead, LeadDailyRollup, LeadRollupClientState, LeadRollupWatermark
-from leads.models_rollups import RESPONSE_BUCKET_EDGES, response_bucket
+from leads.models_rollups import RESPONSE_BUCKET_EDGES, LeadDailyTotal, response_bucket
 from leads.services import LeadSignal, activity_record, lead_set_status, lead_update, lead_upsert
-from leads.tasks import refresh_rollups
+from leads.tasks import rebuild_rollups, refresh_rollups
 from tests import factories
 from tests.leads.rollup_helpers import make_leads
 from zartsalgo.db import columns, update_changed
@@ -33,6 +33,39 @@ def _rows(client):
 
 def _total(client, name, **filters):
     return sum(getattr(r, name) for r in LeadDailyRollup.objects.filter(client=client, **filters))
+
+
+_SUMMED = (
+    "leads",
+    "excluded",
+    "responded",
+    "response_seconds_sum",
+    "booked",
+    "with_source_and_attribution",
+    "next_actions_open",
+)
+
+
+def assert_day_totals_are_the_rows_sums(client) -> None:
+    """LeadDailyTotal holds, per day, exactly the sum of the day's LeadDailyRollup rows."""
+    expected: dict[datetime.date, Counter] = {}
+    for r in LeadDailyRollup.objects.filter(client=client):
+        c = expected.setdefault(r.day, Counter())
+        for name in _SUMMED:
+            c[name] += getattr(r, name)
+        c.update({f"lost:{k}": v for k, v in r.lost_by_reason.items()})
+        c.update({f"bucket:{int(k)}": v for k, v in r.response_histogram.items()})
+        c[f"source:{r.source}"] += r.leads
+        c[f"service:{r.service_type}"] += r.leads
+    got: dict[datetime.date, Counter] = {}
+    for t in LeadDailyTotal.objects.filter(client=client):
+        c = got[t.day] = Counter({name: getattr(t, name) for name in _SUMMED})
+        c.update({f"lost:{k}": v for k, v in t.lost_by_reason.items()})
+        assert not t.response_histogram or t.response_histogram[-1], "dense, trailing zeros cut"
+        c.update({f"bucket:{i}": v for i, v in enumerate(t.response_histogram)})
+        c.update({f"source:{k}": v for k, v in t.leads_by_source.items()})
+        c.update({f"service:{k}": v for k, v in t.leads_by_service.items()})
+    assert {d: +c for d, c in got.items()} == {d: +c for d, c in expected.items()}
 
 
 def test_the_rules_match_the_portal_selectors():
@@ -111,6 +144,9 @@ def test_rows_equal_a_group_by_of_the_lead_rows(acme):
     state = LeadRollupClientState.objects.get(client=acme)
     assert state.next_actions_open == sum(c["next_actions_open"] for c in expected.values())
     assert state.time_zone == "America/Chicago" and state.full_refreshed_at is not None
+    assert_day_totals_are_the_rows_sums(acme)
+    assert LeadDailyTotal.objects.filter(client=acme).count() == len({day for day, _, _ in expected})
+    assert state.has_day_totals
 
 
 def test_refresh_is_idempotent_and_a_full_refresh_drops_days_without_leads(acme):
@@ -125,6 +161,8 @@ def test_refresh_is_idempotent_and_a_full_refresh_drops_days_without_leads(acme)
     Lead.objects.filter(client=acme, captured_at__gte=_at(acme, last_day, 0)).delete()
     rollups.rollups_refresh(client=acme)
     assert not LeadDailyRollup.objects.filter(client=acme, day=last_day).exists()
+    assert not LeadDailyTotal.objects.filter(client=acme, day=last_day).exists()
+    assert_day_totals_are_the_rows_sums(acme)
 
 
 def test_a_lead_at_2330_local_lands_on_its_local_day(acme, other_client):
@@ -264,6 +302,9 @@ def test_a_time_zone_change_rebuilds_the_client(acme, data_ops_user):
     assert _total(acme, "leads", day=CHICAGO_DAY) == 0
     assert _total(acme, "leads", day=CHICAGO_DAY + datetime.timedelta(days=1)) == 1
     assert LeadRollupClientState.objects.get(client=acme).time_zone == "Europe/Berlin"
+    assert list(LeadDailyTotal.objects.filter(client=acme).values_list("day", "leads")) == [
+        (CHICAGO_DAY + datetime.timedelta(days=1), 1)
+    ]
 
 
 def test_a_run_that_finds_nothing_still_moves_as_of_and_the_watermark(acme):
@@ -297,3 +338,47 @@ def test_command_and_task(acme, other_client):
     assert LeadDailyRollup.objects.filter(client=other_client).exists()
     entry = settings.CELERY_BEAT_SCHEDULE["refresh-lead-rollups"]
     assert entry["task"] == refresh_rollups.name and entry["schedule"] == 60.0
+
+
+def test_the_nightly_rebuild_counts_out_a_deleted_lead(acme):
+    kept = factories.LeadFactory(client=acme, captured_at=_at(acme, CHICAGO_DAY, 10))
+    # Another day: a refresh of `kept`'s day (its row is still inside the scan's overlap) would
+    # recount that whole day and hide what this test is about.
+    gone = factories.LeadFactory(client=acme, captured_at=_at(acme, CHICAGO_DAY - datetime.timedelta(days=3), 11))
+    refresh_rollups.apply().get()
+    Lead.objects.filter(pk=kept.pk).update(updated_at=timezone.now() - datetime.timedelta(days=1))
+    assert sum(LeadDailyRollup.objects.filter(client=acme).values_list("leads", flat=True)) == 2
+    Lead.objects.filter(pk=gone.pk).delete()  # an engineer's delete: no updated_at left to follow
+    refresh_rollups.apply().get()
+    assert sum(LeadDailyRollup.objects.filter(client=acme).values_list("leads", flat=True)) == 2
+    assert rebuild_rollups.apply().get()["clients"] >= 1
+    assert sum(LeadDailyRollup.objects.filter(client=acme).values_list("leads", flat=True)) == 1
+    assert list(LeadDailyTotal.objects.filter(client=acme).values_list("leads", flat=True)) == [1]
+    assert settings.CELERY_BEAT_SCHEDULE["rebuild-lead-rollups"]["task"] == rebuild_rollups.name
+
+
+def test_incremental_refreshes_keep_the_day_totals_equal_to_the_rows(acme, data_ops_user):
+    leads = make_leads(acme, n=80, first_day=CHICAGO_DAY, days=10, seed=17)
+    rollups.rollups_refresh_changed()  # first run: in full
+    assert_day_totals_are_the_rows_sums(acme)
+    lead_set_status(lead=leads[0], status=Lead.Status.BOOKED, actor=data_ops_user)
+    lead_set_status(lead=leads[1], status=Lead.Status.LOST, lost_reason=Lead.LostReason.SPAM, actor=data_ops_user)
+    factories.LeadFactory(client=acme, captured_at=_at(acme, CHICAGO_DAY + datetime.timedelta(days=30), 9))
+    result = rollups.rollups_refresh_changed()
+    assert result.full_clients == 0 and result.clients == 1
+    assert_day_totals_are_the_rows_sums(acme)
+    assert LeadDailyTotal.objects.get(client=acme, day=CHICAGO_DAY + datetime.timedelta(days=30)).leads == 1
+
+
+def test_clients_rolled_up_before_the_day_totals_are_refreshed_in_full_once(acme, other_client):
+    make_leads(acme, n=30, first_day=CHICAGO_DAY, days=5, seed=19)
+    rollups.rollups_refresh_changed()
+    # As leads/0004 leaves a client rolled up before it: rows, no totals, has_day_totals False.
+    LeadDailyTotal.objects.all().delete()
+    LeadRollupClientState.objects.update(has_day_totals=False)
+
+    result = rollups.rollups_refresh_changed()
+    assert result.full_clients == 2
+    assert LeadDailyTotal.objects.filter(client=acme).exists()
+    assert_day_totals_are_the_rows_sums(acme)
+    assert rollups.rollups_refresh_changed().full_clients == 0
