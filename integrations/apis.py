@@ -47,6 +47,7 @@ class ConnectionOutput(OutputSerializer):
             "updated_at",
         )
         read_only_fields = fields
+        staff_only_fields = ("status_reason",)
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_credential_names(self, obj: Connection) -> list[str]:

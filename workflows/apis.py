@@ -464,6 +464,7 @@ class EnrollmentOutput(OutputSerializer):
             "updated_at",
         )
         read_only_fields = fields
+        staff_only_fields = ("hold_reason", "exit_detail", "enrolled_by_label")
 
 
 class StepRunOutput(OutputSerializer):
@@ -483,6 +484,7 @@ class StepRunOutput(OutputSerializer):
             "error",
         )
         read_only_fields = fields
+        staff_only_fields = ("error",)
 
 
 STEP_RUNS_SHOWN = 500
@@ -498,7 +500,7 @@ class EnrollmentDetailOutput(EnrollmentOutput):
     @extend_schema_field(StepRunOutput(many=True))
     def get_step_runs(self, obj):
         runs = obj.step_runs.order_by("started_at", "id")[:STEP_RUNS_SHOWN]
-        return StepRunOutput(runs, many=True).data
+        return StepRunOutput(runs, many=True, context=self.context).data
 
 
 class EnrollmentCreateInput(serializers.Serializer):
@@ -543,7 +545,10 @@ class EnrollmentListCreateApi(ScopedMixin, generics.ListAPIView):
         data = EnrollmentCreateInput(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         enrollment = services.enrollment_create(actor=request.user, **data.validated_data)
-        return Response(EnrollmentOutput(enrollment_rows().get(pk=enrollment.pk)).data, status=status.HTTP_201_CREATED)
+        return Response(
+            EnrollmentOutput(enrollment_rows().get(pk=enrollment.pk), context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )
 
 
 @extend_schema_view(
@@ -564,7 +569,7 @@ class EnrollmentDetailApi(ScopedMixin, generics.GenericAPIView):
         return self.scope.filter(enrollment_rows())
 
     def get(self, request, pk: int):
-        return Response(EnrollmentDetailOutput(self.get_object()).data)
+        return Response(EnrollmentDetailOutput(self.get_object(), context={"request": request}).data)
 
     def delete(self, request, pk: int):
         reason = StatusInput(data={"reason": request.query_params.get("reason", "")})
@@ -572,7 +577,7 @@ class EnrollmentDetailApi(ScopedMixin, generics.GenericAPIView):
         enrollment = services.enrollment_unenroll(
             enrollment=self.get_object(), actor=request.user, reason=reason.validated_data.get("reason", "")
         )
-        return Response(EnrollmentOutput(enrollment_rows().get(pk=enrollment.pk)).data)
+        return Response(EnrollmentOutput(enrollment_rows().get(pk=enrollment.pk), context={"request": request}).data)
 
 
 class StepRunFilter(filters.FilterSet):

@@ -194,3 +194,17 @@ class OutputSerializer(serializers.ModelSerializer):
             if getattr(model_field, "null", False):
                 field.allow_null = True
         return fields
+
+    def to_representation(self, instance):
+        # Meta.staff_only_fields: operational text (provider error messages, hold reasons, which
+        # staff user did something) that a client's own API user gets blank. Blank, not absent,
+        # so the response keeps the shape the schema promises for every caller.
+        out = super().to_representation(instance)
+        hidden = getattr(self.Meta, "staff_only_fields", ())
+        if hidden:
+            request = self.context.get("request")
+            if request is None or not scope_of(request).is_staff:
+                for name in hidden:
+                    if name in out:
+                        out[name] = ""
+        return out

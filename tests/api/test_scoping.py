@@ -122,3 +122,30 @@ def test_validation_errors_name_the_field(staff_api, acme):
     assert r.json()["extra"]["fields"] == {"name": ["required unless a template is given"]}
     r = staff_api.get("/api/v1/leads/", {"created_after": "last tuesday"})
     assert r.status_code == 400 and "created_after" in r.json()["extra"]["fields"]
+
+
+@pytest.mark.django_db
+def test_operational_text_is_blank_for_a_client_user_and_whole_for_staff(acme, staff_api, acme_api):
+    lead = factories.LeadFactory(client=acme)
+    workflow = services.workflow_create(client=acme, name="Acme follow-up", actor=ACTOR)
+    services.step_add(workflow=workflow, kind="exit", key="done", config={}, actor=ACTOR)
+    services.workflow_publish(workflow=workflow, actor=ACTOR)
+    enrollment = services.enrollment_create(workflow=workflow, lead=lead, actor="user:dana", run_now=False)
+    type(enrollment).objects.filter(pk=enrollment.pk).update(hold_reason="Twilio 30007: carrier filtered")
+    run = enrollment.step_runs.create(
+        client=acme, step_key="done", step_kind="exit", visit=0, state="failed", error="SMTP 550 mailbox full"
+    )
+    connection = factories.ConnectionFactory(client=acme, status_reason="Auth token rotated by Dana")
+
+    staff = staff_api.get(f"/api/v1/enrollments/{enrollment.pk}/").json()
+    assert staff["hold_reason"] == "Twilio 30007: carrier filtered" and staff["enrolled_by_label"] == "user:dana"
+    assert staff["step_runs"][0]["error"] == "SMTP 550 mailbox full"
+    assert staff_api.get(f"/api/v1/connections/{connection.pk}/").json()["status_reason"].startswith("Auth")
+
+    mine = acme_api.get(f"/api/v1/enrollments/{enrollment.pk}/").json()
+    assert mine["hold_reason"] == "" and mine["enrolled_by_label"] == "" and mine["exit_detail"] == ""
+    assert mine["step_runs"][0]["error"] == "" and mine["state"] == enrollment.state
+    assert acme_api.get(f"/api/v1/step-runs/{run.pk}/").json()["error"] == ""
+    assert acme_api.get(f"/api/v1/connections/{connection.pk}/").json()["status_reason"] == ""
+    listed = acme_api.get("/api/v1/enrollments/").json()["results"]
+    assert [row["enrolled_by_label"] for row in listed] == [""]
