@@ -3,8 +3,10 @@ scoped to the one client linked to the user (portal_client_for_user → 404 for 
 
 import csv
 import datetime
+import logging
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
@@ -28,11 +30,36 @@ from .selectors import (
     portal_report_periods,
     portal_summaries,
 )
+from .throttle import client_ip, throttle_count, throttle_hit
+
+logger = logging.getLogger(__name__)
 
 
 class PortalLoginView(auth_views.LoginView):
     template_name = "portal/login.html"
     redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        # Too many failed sign-ins for this username, or from this address: refuse before the
+        # password is even checked (so guessing stops costing us hashing time) with 429.
+        window = settings.PORTAL_LOGIN_WINDOW_SECONDS
+        username = request.POST.get("username", "")
+        if (
+            throttle_count(scope="login-user", value=username, window=window) >= settings.PORTAL_LOGIN_FAILURES_PER_USER
+            or throttle_count(scope="login-ip", value=client_ip(request), window=window)
+            >= settings.PORTAL_LOGIN_FAILURES_PER_IP
+        ):
+            form = self.get_form()
+            form.errors.clear()
+            form.add_error(None, f"Too many sign-in attempts. Try again in {window // 60} minutes.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        window = settings.PORTAL_LOGIN_WINDOW_SECONDS
+        throttle_hit(scope="login-user", value=self.request.POST.get("username", ""), window=window)
+        throttle_hit(scope="login-ip", value=client_ip(self.request), window=window)
+        return super().form_invalid(form)
 
 
 # --- password reset: Django's views, portal templates, portal users only -----------------------------
@@ -44,6 +71,18 @@ class PortalPasswordResetView(auth_views.PasswordResetView):
     email_template_name = "portal/password_reset_email.txt"
     subject_template_name = "portal/password_reset_subject.txt"
     success_url = reverse_lazy("portal:password_reset_done")
+
+    def form_valid(self, form):
+        # Past the limit for this address or this client IP, the answer is the same "sent" page
+        # (it must not tell whether an address has a login) but no email goes out: the portal
+        # cannot be used to flood someone's inbox.
+        window = settings.PORTAL_RESET_WINDOW_SECONDS
+        per_email = throttle_hit(scope="reset-email", value=form.cleaned_data["email"], window=window)
+        per_ip = throttle_hit(scope="reset-ip", value=client_ip(self.request), window=window)
+        if per_email > settings.PORTAL_RESETS_PER_EMAIL or per_ip > settings.PORTAL_RESETS_PER_IP:
+            logger.warning("portal password reset over the limit (email %s/window, ip %s/window)", per_email, per_ip)
+            return redirect(self.get_success_url())
+        return super().form_valid(form)
 
 
 class PortalPasswordResetDoneView(auth_views.PasswordResetDoneView):

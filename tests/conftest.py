@@ -53,6 +53,14 @@ def _fresh_process_caches():
 
 
 @pytest.fixture(autouse=True)
+def _own_throttle_counts(settings):
+    """Sign-in and reset attempt counts (portal/throttle.py) live in the cache for a window of
+    minutes: each test counts under its own prefix, so one test's failed sign-ins never lock
+    another test's user out (and no cache flush touches the broker's Redis database)."""
+    settings.PORTAL_THROTTLE_PREFIX = f"portal-throttle-{uuid.uuid4().hex}"
+
+
+@pytest.fixture(autouse=True)
 def _celery_in_process(request):
     """Run tasks in-process unless a test asks for the real worker.
 

@@ -212,6 +212,16 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:dashboard"
 LOGOUT_REDIRECT_URL = "portal:login"
+# Portal sign-in and password-reset limits (portal/throttle.py): failed sign-ins per username and
+# per client IP in a window, then 429; reset emails per address and per IP in a window, then the
+# same answer without an email.
+PORTAL_THROTTLE_PREFIX = "portal-throttle"
+PORTAL_LOGIN_WINDOW_SECONDS = env.int("PORTAL_LOGIN_WINDOW_SECONDS", default=15 * 60)
+PORTAL_LOGIN_FAILURES_PER_USER = env.int("PORTAL_LOGIN_FAILURES_PER_USER", default=10)
+PORTAL_LOGIN_FAILURES_PER_IP = env.int("PORTAL_LOGIN_FAILURES_PER_IP", default=50)
+PORTAL_RESET_WINDOW_SECONDS = env.int("PORTAL_RESET_WINDOW_SECONDS", default=60 * 60)
+PORTAL_RESETS_PER_EMAIL = env.int("PORTAL_RESETS_PER_EMAIL", default=3)
+PORTAL_RESETS_PER_IP = env.int("PORTAL_RESETS_PER_IP", default=20)
 
 # --- Email (portal password reset; workflow email goes through SendGrid, not here) --------------
 # Django 6.1's MAILERS; tests swap it for locmem. Outside production the console backend prints
