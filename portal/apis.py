@@ -15,57 +15,14 @@ provider that stopped sending must not look current here either.
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import generics, serializers
 
 from zartsalgo.api import IdFilter, OutputSerializer, ScopedMixin
 
-from .models import MetricCard, ProofStatus, Summary
-from .selectors import card_display
-
-# The columns read at all: internal fields are never even loaded (as the portal page does).
-SUMMARY_FIELDS = ("id", "client_id", "period_start", "period_end", "title", "body", "published_at")
-CARD_FIELDS = (
-    "id",
-    "client_id",
-    "period_start",
-    "period_end",
-    "source_label",
-    "connection",
-    "metric_key",
-    "metric_label",
-    "unit",
-    "baseline_value",
-    "current_value",
-    "health",
-    "next_action",
-    "meaning",
-    "published_at",
-)
-# What card_display reads of the card's connection (freshness only).
-CONNECTION_FIELDS = (
-    "status",
-    "stale_since",
-    "last_event_at",
-    "last_error_at",
-    "expected_freshness",
-    "created_at",
-    "updated_at",
-)
-
-
-def published_summaries() -> QuerySet[Summary]:
-    return Summary.objects.filter(status=ProofStatus.PUBLISHED).only(*SUMMARY_FIELDS)
-
-
-def published_cards() -> QuerySet[MetricCard]:
-    return (
-        MetricCard.objects.filter(status=ProofStatus.PUBLISHED)
-        .select_related("connection")
-        .only(*CARD_FIELDS, *(f"connection__{f}" for f in CONNECTION_FIELDS))
-    )
+from .models import MetricCard, Summary
+from .selectors import card_display, published_cards, published_summaries
 
 
 class SummaryOutput(OutputSerializer):

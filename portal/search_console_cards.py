@@ -7,7 +7,7 @@
 The cards follow metric_cards_compute (portal/services.py) exactly, reusing its pieces: a
 baseline over the same number of days before the client joined (None when Search Console has no
 rows then, rather than a fake zero), health against that baseline (metric_health), an unpublished
-card for the same metric, period and connection refreshed through metric_card_update (back to
+card for the same metric, period and connection refreshed through metric_card_draft (back to
 draft when its numbers changed) instead of duplicated, and `metric_card.draft` in the action log
 for a new one. `connection` is set on every card, so when pulls stop card_display shows "stale
 since …" instead of the number.
@@ -27,16 +27,13 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
-
-from adminops.services import action_record
 from integrations.models import Connection
 from integrations.search_console import PROVIDER, search_console_metrics
 from leads.models import Client
 from zartsalgo.errors import ApplicationError
 
-from .models import MetricCard, ProofStatus
-from .services import Actor, _label, baseline_period, metric_card_update, metric_health
+from .models import MetricCard
+from .services import Actor, baseline_period, metric_card_draft, metric_health
 
 H = MetricCard.Health
 U = MetricCard.Unit
@@ -156,7 +153,6 @@ def search_console_cards_compute(
         "last_pulled_at": current["last_pulled_at"].isoformat() if current["last_pulled_at"] else None,
     }
     source_label = f"{SOURCE_LABEL} ({(connection.config or {}).get('site_url') or connection})"[:120]
-    drafted_by = actor if isinstance(actor, str) else f"user:{actor.get_username()}"
     cards = []
     for key, (label, unit, higher, _, meaning) in METRICS.items():
         value, baseline = values[key], baselines[key]
@@ -172,45 +168,17 @@ def search_console_cards_compute(
             "next_action": NEXT_ACTIONS[key][health],
             "meaning": meaning,
         }
-        existing = (
-            MetricCard.objects.filter(
-                client=client,
-                metric_key=key,
-                period_start=period_start,
-                period_end=period_end,
-                connection=connection,
-                status__in=[ProofStatus.DRAFT, ProofStatus.CHECKED, ProofStatus.APPROVED],
-            )
-            .order_by("-id")
-            .first()
-        )
-        if existing is not None:
-            # The service decides: unchanged numbers leave it (and its approval) alone; changed
-            # ones send it back to draft and log the edit.
-            card = metric_card_update(card=existing, actor=actor, data=content)
-            MetricCard.objects.filter(pk=card.pk).update(evidence=evidence)
-            card.evidence = evidence
-            cards.append(card)
-            continue
-        with transaction.atomic():
-            card = MetricCard.objects.create(
+        cards.append(
+            metric_card_draft(
                 client=client,
                 period_start=period_start,
                 period_end=period_end,
                 metric_key=key,
+                content=content,
                 evidence=evidence,
-                drafted_by_label=drafted_by,
-                **content,
-            )
-            action_record(
-                verb="metric_card.draft",
                 actor=actor,
-                client=client,
-                target=card,
-                summary=f"{_label(card)} computed: {value} {unit} (baseline {baseline})",
-                detail={"status": ProofStatus.DRAFT, "metric": key, "value": str(value), "baseline": str(baseline)},
             )
-        cards.append(card)
+        )
     return cards
 
 

@@ -270,24 +270,6 @@ _CARD_PORTAL_FIELDS = (
 )
 
 
-def portal_summaries(*, client: Client, limit: int = 12) -> QuerySet[Summary]:
-    return (
-        Summary.objects.filter(client=client, status=ProofStatus.PUBLISHED)
-        .only(*_SUMMARY_PORTAL_FIELDS)
-        .order_by("-period_end", "-id")[:limit]
-    )
-
-
-def portal_cards(*, client: Client, limit: int = 24) -> list[tuple[MetricCard, CardDisplay]]:
-    cards = (
-        MetricCard.objects.filter(client=client, status=ProofStatus.PUBLISHED)
-        .select_related("connection")
-        .only(*_CARD_PORTAL_FIELDS, *(f"connection__{f}" for f in _CONNECTION_FRESHNESS_FIELDS))
-        .order_by("-period_end", "metric_key", "-id")[:limit]
-    )
-    return [(card, card_display(card)) for card in cards]
-
-
 _CONNECTION_FRESHNESS_FIELDS = (
     "status",
     "stale_since",
@@ -297,6 +279,31 @@ _CONNECTION_FRESHNESS_FIELDS = (
     "created_at",
     "updated_at",
 )
+
+
+def published_summaries() -> QuerySet[Summary]:
+    """Every client's published summaries, client-safe columns only: the portal's pages and its
+    API both start here (and narrow it to one client)."""
+    return Summary.objects.filter(status=ProofStatus.PUBLISHED).only(*_SUMMARY_PORTAL_FIELDS)
+
+
+def published_cards() -> QuerySet[MetricCard]:
+    """Every client's published metric cards, client-safe columns only, with what card_display
+    reads of the card's connection (its freshness)."""
+    return (
+        MetricCard.objects.filter(status=ProofStatus.PUBLISHED)
+        .select_related("connection")
+        .only(*_CARD_PORTAL_FIELDS, *(f"connection__{f}" for f in _CONNECTION_FRESHNESS_FIELDS))
+    )
+
+
+def portal_summaries(*, client: Client, limit: int = 12) -> QuerySet[Summary]:
+    return published_summaries().filter(client=client).order_by("-period_end", "-id")[:limit]
+
+
+def portal_cards(*, client: Client, limit: int = 24) -> list[tuple[MetricCard, CardDisplay]]:
+    cards = published_cards().filter(client=client).order_by("-period_end", "metric_key", "-id")[:limit]
+    return [(card, card_display(card)) for card in cards]
 
 
 # --- portal pages: report periods, trends and CSV rows ------------------------------------------------
@@ -378,11 +385,8 @@ def portal_period_cards(
     *, client: Client, period: ReportPeriod, limit: int = 48
 ) -> list[tuple[MetricCard, CardDisplay]]:
     cards = (
-        MetricCard.objects.filter(
-            client=client, status=ProofStatus.PUBLISHED, period_start=period.start, period_end=period.end
-        )
-        .select_related("connection")
-        .only(*_CARD_PORTAL_FIELDS, *(f"connection__{f}" for f in _CONNECTION_FRESHNESS_FIELDS))
+        published_cards()
+        .filter(client=client, period_start=period.start, period_end=period.end)
         .order_by("metric_key", "-id")[:limit]
     )
     return [(card, card_display(card)) for card in cards]
@@ -390,10 +394,8 @@ def portal_period_cards(
 
 def portal_period_summaries(*, client: Client, period: ReportPeriod, limit: int = 12) -> QuerySet[Summary]:
     return (
-        Summary.objects.filter(
-            client=client, status=ProofStatus.PUBLISHED, period_start=period.start, period_end=period.end
-        )
-        .only(*_SUMMARY_PORTAL_FIELDS)
+        published_summaries()
+        .filter(client=client, period_start=period.start, period_end=period.end)
         .order_by("-id")[:limit]
     )
 

@@ -519,6 +519,59 @@ def baseline_period(*, client: Client, start: datetime.date, end: datetime.date)
     return last - datetime.timedelta(days=length), last
 
 
+def metric_card_draft(
+    *,
+    client: Client,
+    period_start: datetime.date,
+    period_end: datetime.date,
+    metric_key: str,
+    content: dict[str, Any],
+    evidence: dict[str, Any],
+    actor: Actor,
+) -> MetricCard:
+    """One computed card: an unpublished card for the same metric, period and connection is
+    refreshed through metric_card_update (unchanged numbers leave it and its approval alone;
+    changed ones send it back to draft and log the edit); otherwise a new draft, logged as
+    `metric_card.draft`. Every card computation (lead metrics, Search Console) ends here."""
+    existing = (
+        MetricCard.objects.filter(
+            client=client,
+            metric_key=metric_key,
+            period_start=period_start,
+            period_end=period_end,
+            connection=content.get("connection"),
+            status__in=[S.DRAFT, S.CHECKED, S.APPROVED],
+        )
+        .order_by("-id")
+        .first()
+    )
+    if existing is not None:
+        card = metric_card_update(card=existing, actor=actor, data=content)
+        MetricCard.objects.filter(pk=card.pk).update(evidence=evidence)
+        card.evidence = evidence
+        return card
+    value, unit, baseline = content["current_value"], content["unit"], content["baseline_value"]
+    with transaction.atomic():
+        card = MetricCard.objects.create(
+            client=client,
+            period_start=period_start,
+            period_end=period_end,
+            metric_key=metric_key,
+            evidence=evidence,
+            drafted_by_label=actor if isinstance(actor, str) else f"user:{actor.get_username()}",
+            **content,
+        )
+        action_record(
+            verb="metric_card.draft",
+            actor=actor,
+            client=client,
+            target=card,
+            summary=f"{_label(card)} computed: {value} {unit} (baseline {baseline})",
+            detail={"status": S.DRAFT, "metric": metric_key, "value": str(value), "baseline": str(baseline)},
+        )
+    return card
+
+
 def metric_cards_compute(
     *,
     client: Client,
@@ -562,43 +615,17 @@ def metric_cards_compute(
             "baseline_period": [str(b_start), str(b_end)],
             "baseline_lead_count": before.total if before else 0,
         }
-        existing = (
-            MetricCard.objects.filter(
-                client=client,
-                metric_key=key,
-                period_start=period_start,
-                period_end=period_end,
-                connection=connection,
-                status__in=[S.DRAFT, S.CHECKED, S.APPROVED],
-            )
-            .order_by("-id")
-            .first()
-        )
-        if existing is not None:
-            card = metric_card_update(card=existing, actor=actor, data=content)
-            MetricCard.objects.filter(pk=card.pk).update(evidence=evidence)
-            card.evidence = evidence
-            cards.append(card)
-            continue
-        with transaction.atomic():
-            card = MetricCard.objects.create(
+        cards.append(
+            metric_card_draft(
                 client=client,
                 period_start=period_start,
                 period_end=period_end,
                 metric_key=key,
+                content=content,
                 evidence=evidence,
-                drafted_by_label=actor if isinstance(actor, str) else f"user:{actor.get_username()}",
-                **content,
-            )
-            action_record(
-                verb="metric_card.draft",
                 actor=actor,
-                client=client,
-                target=card,
-                summary=f"{_label(card)} computed: {value} {unit} (baseline {baseline})",
-                detail={"status": S.DRAFT, "metric": key, "value": str(value), "baseline": str(baseline)},
             )
-        cards.append(card)
+        )
     return cards
 
 
