@@ -201,6 +201,11 @@ def failure_review_filters() -> dict[str, list]:
 # --- ops status ------------------------------------------------------------------------------------
 
 
+def _count_by(queryset, field: str) -> dict[str, int]:
+    """{value of `field`: rows} for the queryset: one GROUP BY, no ordering (values absent: none)."""
+    return dict(queryset.order_by().values_list(field).annotate(n=Count("id")))
+
+
 def _age(now: datetime, then: datetime | None) -> float | None:
     return round((now - then).total_seconds(), 1) if then else None
 
@@ -310,12 +315,7 @@ def ops_status(*, now: datetime | None = None) -> dict[str, Any]:
     if counts["error"]:
         reasons.append(f"{counts['error']} connection(s) in error")
 
-    by_state = dict(
-        SyncError.objects.filter(state__in=[SyncError.State.RETRYING, SyncError.State.DEAD])
-        .order_by()
-        .values_list("state")
-        .annotate(n=Count("id"))
-    )
+    by_state = _count_by(SyncError.objects.filter(state__in=[SyncError.State.RETRYING, SyncError.State.DEAD]), "state")
     sync_errors = {"retrying": by_state.get("retrying", 0), "dead": by_state.get("dead", 0)}
     if sync_errors["dead"]:
         reasons.append(f"{sync_errors['dead']} dead sync error(s)")
@@ -341,11 +341,8 @@ def ops_status(*, now: datetime | None = None) -> dict[str, Any]:
     if waiting_oldest and (now - waiting_oldest).total_seconds() > backlog_limit:
         reasons.append(f"raw events waiting longer than {backlog_limit} s")
 
-    handoff_rows = dict(
-        CrmHandoff.objects.filter(status__in=[CrmHandoff.Status.RETRYING, CrmHandoff.Status.DEAD])
-        .order_by()
-        .values_list("status")
-        .annotate(n=Count("id"))
+    handoff_rows = _count_by(
+        CrmHandoff.objects.filter(status__in=[CrmHandoff.Status.RETRYING, CrmHandoff.Status.DEAD]), "status"
     )
     crm_handoffs = {"retrying": handoff_rows.get("retrying", 0), "dead": handoff_rows.get("dead", 0)}
     if crm_handoffs["dead"]:
@@ -383,12 +380,7 @@ def ops_status(*, now: datetime | None = None) -> dict[str, Any]:
     elif beat_stale:
         reasons.append(f"beat heartbeat {int(beat_age)} s old")
 
-    held_rows = dict(
-        Enrollment.objects.filter(state=Enrollment.State.HELD)
-        .order_by()
-        .values_list("hold_kind")
-        .annotate(n=Count("id"))
-    )
+    held_rows = _count_by(Enrollment.objects.filter(state=Enrollment.State.HELD), "hold_kind")
     held = {
         "total": sum(held_rows.values()),
         "switch": held_rows.get("switch", 0),
