@@ -190,6 +190,88 @@ def lead_columns():
     return [f.column for f in Lead._meta.concrete_fields if not f.primary_key]
 
 
+def lead_row(
+    rng,
+    i: int,
+    *,
+    client,
+    created,
+    captured,
+    source: str,
+    first: str,
+    last: str,
+    phone_raw: str,
+    phone_e164,
+    email_raw: str,
+    email_norm,
+    flags: list,
+    market: str,
+    services: list,
+    service_share: float,
+    status: str,
+    status_changed,
+    first_response,
+    response_s,
+    last_activity,
+    contact_pick,
+    urgency_pick,
+    owner_pick,
+    lost_pick,
+) -> dict:
+    """One lead's column values (every concrete column of leads_lead but the id), shared by both
+    generators so a new Lead column is filled in one place. The rng draws come in a fixed order:
+    the same arguments give the same row."""
+    web = source in ("web_form", "quote_request")
+    paid = web and rng.random() < 0.6
+    return {
+        "created_at": created,
+        "updated_at": max(created, last_activity),
+        "client_id": client.pk,
+        "first_name": first,
+        "last_name": last,
+        "full_name": f"{first} {last}".strip(),
+        "phone_raw": phone_raw,
+        "phone_e164": phone_e164,
+        "email_raw": email_raw,
+        "email_normalized": email_norm,
+        "postal_code": f"7{rng.randrange(5000, 9999):04d}" if rng.random() < 0.7 else "",
+        "city": market,
+        "state_region": "TX" if market else "",
+        "source": source,
+        "source_detail": SOURCE_DETAILS.get(source, ""),
+        "service_type": rng.choice(services) if services and rng.random() < service_share else "",
+        "contact_method": contact_pick.pick(rng),
+        "market": market,
+        "urgency": urgency_pick.pick(rng),
+        "owner_id": owner_pick.pick(rng),
+        "utm_source": ("google", "facebook", "bing")[i % 3] if paid else "",
+        "utm_medium": "cpc" if paid else "",
+        "utm_campaign": f"{client.slug}-{rng.choice(services or ['services']).lower().replace(' ', '-')}"
+        if paid
+        else "",
+        "utm_term": "",
+        "utm_content": "",
+        "gclid": f"Cj0KCQiA{i:012d}" if paid and i % 3 == 0 else "",
+        "fbclid": f"IwAR{i:014d}" if paid and i % 3 == 1 else "",
+        "msclkid": f"{i:032x}" if paid and i % 3 == 2 else "",
+        "tracking_number": "+15125550100" if source in ("phone_call", "missed_call") else "",
+        "landing_page": f"https://{client.slug}.example.com/quote" if web else "",
+        "referrer": "https://www.google.com/" if paid else "",
+        "status": status,
+        "lost_reason": lost_pick.pick(rng) if status == "lost" else "",
+        "status_changed_at": status_changed,
+        "next_action": "Call back" if status in ("new", "contacted") else "",
+        "next_action_due": created + datetime.timedelta(days=1) if status in ("new", "contacted") else None,
+        "captured_at": captured,
+        "first_response_at": first_response,
+        "first_response_seconds": response_s,
+        "last_activity_at": last_activity,
+        "tags": "[]",
+        "data_quality_flags": json.dumps(flags),
+        "has_data_quality_issues": bool(flags),
+    }
+
+
 def make_rows(start: int, stop: int, total_new: int, first_new: int, end: datetime.datetime, clients, staff):
     """Rows for lead indexes [start, stop) as tuples in lead_columns() order, sorted by created_at.
 
@@ -260,54 +342,33 @@ def make_rows(start: int, stop: int, total_new: int, first_new: int, end: dateti
             status_changed = first_response + datetime.timedelta(hours=rng.randrange(1, 24 * 21))
             last_activity = status_changed + datetime.timedelta(hours=rng.randrange(0, 72))
         status_changed, last_activity = min(status_changed, end), min(last_activity, end)
-        web = source in ("web_form", "quote_request")
-        paid = web and rng.random() < 0.6
-        row = {
-            "created_at": created,
-            "updated_at": max(created, last_activity),
-            "client_id": client.pk,
-            "first_name": first,
-            "last_name": last,
-            "full_name": f"{first} {last}".strip(),
-            "phone_raw": phone_raw,
-            "phone_e164": phone_e164,
-            "email_raw": email_raw,
-            "email_normalized": email_norm,
-            "postal_code": f"7{rng.randrange(5000, 9999):04d}" if rng.random() < 0.7 else "",
-            "city": market,
-            "state_region": "TX" if market else "",
-            "source": source,
-            "source_detail": SOURCE_DETAILS.get(source, ""),
-            "service_type": rng.choice(services) if services and rng.random() < 0.8 else "",
-            "contact_method": contact_pick.pick(rng),
-            "market": market,
-            "urgency": urgency_pick.pick(rng),
-            "owner_id": owner_pick.pick(rng),
-            "utm_source": ("google", "facebook", "bing")[i % 3] if paid else "",
-            "utm_medium": "cpc" if paid else "",
-            "utm_campaign": f"{(client.slug)}-{rng.choice(services or ['services']).lower().replace(' ', '-')}"
-            if paid
-            else "",
-            "utm_term": "",
-            "utm_content": "",
-            "gclid": f"Cj0KCQiA{i:012d}" if paid and i % 3 == 0 else "",
-            "fbclid": f"IwAR{i:014d}" if paid and i % 3 == 1 else "",
-            "msclkid": f"{i:032x}" if paid and i % 3 == 2 else "",
-            "tracking_number": "+15125550100" if source in ("phone_call", "missed_call") else "",
-            "landing_page": f"https://{client.slug}.example.com/quote" if web else "",
-            "referrer": "https://www.google.com/" if paid else "",
-            "status": status,
-            "lost_reason": lost_pick.pick(rng) if status == "lost" else "",
-            "status_changed_at": status_changed,
-            "next_action": "Call back" if status in ("new", "contacted") else "",
-            "next_action_due": created + datetime.timedelta(days=1) if status in ("new", "contacted") else None,
-            "captured_at": captured,
-            "first_response_at": first_response,
-            "first_response_seconds": response_s,
-            "last_activity_at": last_activity,
-            "data_quality_flags": json.dumps(flags),
-            "has_data_quality_issues": bool(flags),
-        }
+        row = lead_row(
+            rng,
+            i,
+            client=client,
+            created=created,
+            captured=captured,
+            source=source,
+            first=first,
+            last=last,
+            phone_raw=phone_raw,
+            phone_e164=phone_e164,
+            email_raw=email_raw,
+            email_norm=email_norm,
+            flags=flags,
+            market=market,
+            services=services,
+            service_share=0.8,
+            status=status,
+            status_changed=status_changed,
+            first_response=first_response,
+            response_s=response_s,
+            last_activity=last_activity,
+            contact_pick=contact_pick,
+            urgency_pick=urgency_pick,
+            owner_pick=owner_pick,
+            lost_pick=lost_pick,
+        )
         rows.append(tuple(row[c] for c in columns))
     created_pos = columns.index("created_at")
     rows.sort(key=lambda r: r[created_pos])
